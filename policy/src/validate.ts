@@ -97,6 +97,18 @@ export function validateFlowPolicy(doc: unknown): PolicyValidation {
   }
   if (!schemaCheck(doc)) {
     errors.push(...translateSchemaErrors(schemaCheck.errors ?? [], doc))
+    // Still report the semantic problems elsewhere in the document, so one run shows every error. The
+    // checks assume the schema's types, so anything under a field the schema rejected is skipped, and a
+    // check tripping over an unexpected shape is simply not reported.
+    const semantic: FieldError[] = []
+    try {
+      checkSemantics(doc as FlowPolicyT, semantic, [])
+    } catch {
+      // the schema errors already explain the shape
+    }
+    const under = (p: string, q: string) => q === '' || p === q || p.startsWith(`${q}.`) || p.startsWith(`${q}[`)
+    const rejected = errors.map((s) => s.path)
+    errors.push(...semantic.filter((e) => !rejected.some((p) => under(e.path, p))))
     return { ok: false, errors, warnings }
   }
   const policy = checkSemantics(doc as FlowPolicyT, errors, warnings)
@@ -408,7 +420,8 @@ function checkWhen(
   const l7 = L7_KEYS.filter((k) => when[k] !== undefined)
   if (l7.length && protocols?.some((p) => p !== 'TCP')) {
     const where = w.protocols ? `${base}.protocols` : 'spec.match.protocols'
-    report(`${base}.${l7[0]}`, `${l7.join(', ')} need TCP flows, but ${where} allows ${protocols.join(', ')}`)
+    const verb = l7.length === 1 ? 'needs' : 'need'
+    report(`${base}.${l7[0]}`, `${l7.join(', ')} ${verb} TCP flows, but ${where} allows ${protocols.join(', ')}`)
   }
   if (w.ports && policyMatch.ports && intersectRanges(policyMatch.ports, w.ports)?.length === 0) {
     const shown = policyMatch.ports.map(formatRange).join(', ')
