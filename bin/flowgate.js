@@ -4,5 +4,7 @@
 import { existsSync } from 'node:fs'
 
 const built = new URL('../dist/cli/src/main.js', import.meta.url)
-const { main } = await import(existsSync(built) ? built.href : new URL('../cli/src/main.ts', import.meta.url).href)
+const { main } = await import(
+  existsSync(built) ? built.href : new URL('../cli/src/main.ts', import.meta.url).href
+)
 process.exitCode = await main(process.argv.slice(2))

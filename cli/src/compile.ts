@@ -34,7 +34,9 @@ export const compileCommand: Command = {
     const json = `${JSON.stringify(r.compiled.bundle, null, 2)}\n`
     if (values.out) {
       await writeFile(values.out, json)
-      console.error(`bundle ${r.compiled.bundle.version}: ${r.compiled.policies.length} policies → ${values.out}`)
+      console.error(
+        `bundle ${r.compiled.bundle.version}: ${r.compiled.policies.length} policies → ${values.out}`,
+      )
     } else process.stdout.write(json)
     return 0
   },

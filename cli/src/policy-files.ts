@@ -1,5 +1,5 @@
 // Reads and validates policy files for the CLI, formatting every problem as file:line:field: message.
-import { compile, type CompileResult } from '../../policy/src/bundle.ts'
+import { type CompileResult, compile } from '../../policy/src/bundle.ts'
 import { formatFieldError } from '../../policy/src/errors.ts'
 import { loadPolicyFile } from '../../policy/src/load.ts'
 import type { DefaultAction } from '../../policy/src/schema.ts'
@@ -36,7 +36,8 @@ export async function checkPolicyFiles(files: string[], fleetDefault?: DefaultAc
   compiled.results.forEach((r, i) => {
     const w = where[i]!
     for (const e of r.errors) errors.push(`${w.file}:${w.lineOf(e.path)}: ${formatFieldError(e)}`)
-    for (const e of r.warnings) warnings.push(`${w.file}:${w.lineOf(e.path)}: warning: ${formatFieldError(e)}`)
+    for (const e of r.warnings)
+      warnings.push(`${w.file}:${w.lineOf(e.path)}: warning: ${formatFieldError(e)}`)
   })
   return { compiled, errors, warnings, origins: where.map((w) => w.file) }
 }

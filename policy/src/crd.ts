@@ -92,7 +92,9 @@ export function toStructural(schema: unknown): Json {
         out.enum = [v]
         break
       case 'properties':
-        out.properties = Object.fromEntries(Object.entries(v as Json).map(([pk, pv]) => [pk, toStructural(pv)]))
+        out.properties = Object.fromEntries(
+          Object.entries(v as Json).map(([pk, pv]) => [pk, toStructural(pv)]),
+        )
         break
       case 'items':
         out.items = toStructural(v)

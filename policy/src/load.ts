@@ -47,7 +47,11 @@ export function loadPolicyText(text: string): LoadResult {
     if ((v.kind === 'List' || v.kind === 'FlowPolicyList') && Array.isArray(v.items)) {
       // `kubectl get flowpolicies -o yaml` output: validate each item where it stands.
       v.items.forEach((item, j) => {
-        docs.push({ value: item, index: i + 1, lineOf: (p) => lineOf(p ? `items[${j}].${p}` : `items[${j}]`) })
+        docs.push({
+          value: item,
+          index: i + 1,
+          lineOf: (p) => lineOf(p ? `items[${j}].${p}` : `items[${j}]`),
+        })
       })
       return
     }

@@ -106,7 +106,8 @@ export function validateFlowPolicy(doc: unknown): PolicyValidation {
     } catch {
       // the schema errors already explain the shape
     }
-    const under = (p: string, q: string) => q === '' || p === q || p.startsWith(`${q}.`) || p.startsWith(`${q}[`)
+    const under = (p: string, q: string) =>
+      q === '' || p === q || p.startsWith(`${q}.`) || p.startsWith(`${q}[`)
     const rejected = errors.map((s) => s.path)
     errors.push(...semantic.filter((e) => !rejected.some((p) => under(e.path, p))))
     return { ok: false, errors, warnings }
@@ -421,7 +422,10 @@ function checkWhen(
   if (l7.length && protocols?.some((p) => p !== 'TCP')) {
     const where = w.protocols ? `${base}.protocols` : 'spec.match.protocols'
     const verb = l7.length === 1 ? 'needs' : 'need'
-    report(`${base}.${l7[0]}`, `${l7.join(', ')} ${verb} TCP flows, but ${where} allows ${protocols.join(', ')}`)
+    report(
+      `${base}.${l7[0]}`,
+      `${l7.join(', ')} ${verb} TCP flows, but ${where} allows ${protocols.join(', ')}`,
+    )
   }
   if (w.ports && policyMatch.ports && intersectRanges(policyMatch.ports, w.ports)?.length === 0) {
     const shown = policyMatch.ports.map(formatRange).join(', ')
