@@ -8,7 +8,7 @@
 
 import type { DefaultAction, RuleAction } from '../schema.ts'
 import type { CheckedPolicy } from '../validate.ts'
-import { type Bits, BitsBuilder, BitsPool } from './bits.ts'
+import { BitsBuilder, BitsPool, type BitsRef } from './bits.ts'
 import { buildEntries, type Entry } from './entries.ts'
 import { type FlowFacts, hasPorts, Need, needsOf, normalizeHost } from './facts.ts'
 import { HostIndex } from './host-index.ts'
@@ -40,11 +40,14 @@ export function headersMatch(e: Entry, headers: ReadonlyMap<string, readonly str
 export class PolicyEngine {
   readonly entries: readonly Entry[]
   readonly fleetDefault: DefaultAction
-  private readonly all: Bits
-  private readonly protoAny: Bits
-  private readonly byProto: (Bits | undefined)[]
-  private readonly endpointAny: Bits
-  private readonly byEndpoint: Map<string, Bits>
+  /** every frozen set: [summary | words] at each BitsRef */
+  private readonly arena: Uint32Array
+  private readonly summaryWords: number
+  private readonly all: BitsRef
+  private readonly protoAny: BitsRef
+  private readonly byProto: Int32Array
+  private readonly endpointAny: BitsRef
+  private readonly byEndpoint: Map<string, BitsRef>
   private readonly src4: PrefixTrie
   private readonly src6: PrefixTrie
   private readonly dst4: PrefixTrie
@@ -52,19 +55,16 @@ export class PolicyEngine {
   private readonly ports: PortTable
   private readonly sni: HostIndex
   private readonly hosts: HostIndex
-  private readonly methodAny: Bits
-  private readonly byMethod: Map<string, Bits>
+  private readonly methodAny: BitsRef
+  private readonly byMethod: Map<string, BitsRef>
   private readonly paths: PathIndex
-  private readonly summaryWords: number
-  // Scratch for the scan, reused so a decision allocates only its result.
-  private readonly dims: Bits[] = new Array(9)
 
   constructor(policies: readonly CheckedPolicy[], fleetDefault: DefaultAction = 'Allow') {
     const entries = buildEntries(policies)
     this.entries = entries
     this.fleetDefault = fleetDefault
     const n = entries.length
-    const pool = new BitsPool()
+    const pool = new BitsPool(n)
     const anyOf = (constrained: (e: Entry) => boolean) => {
       const b = new BitsBuilder(n)
       for (const e of entries) if (!constrained(e)) b.set(e.index)
@@ -73,17 +73,16 @@ export class PolicyEngine {
     const allB = new BitsBuilder(n)
     for (let i = 0; i < n; i++) allB.set(i)
     this.all = pool.freeze(allB)
-    this.summaryWords = this.all.summary.length
 
     const protoFree = anyOf((e) => !!e.protocols)
     this.protoAny = pool.freeze(protoFree)
-    this.byProto = new Array(256)
+    const protoOwn = new Map<number, BitsBuilder>()
     for (const e of entries) {
-      for (const p of e.protocols ?? []) {
-        const cur = this.byProto[p]
-        this.byProto[p] = pool.freeze(new BitsBuilder(n, cur ? cur.words : protoFree).set(e.index))
-      }
+      for (const p of e.protocols ?? [])
+        (protoOwn.get(p) ?? protoOwn.set(p, new BitsBuilder(n, protoFree)).get(p)!).set(e.index)
     }
+    this.byProto = new Int32Array(256).fill(this.protoAny)
+    for (const [p, b] of protoOwn) this.byProto[p] = pool.freeze(b)
 
     const epFree = anyOf((e) => !!e.endpoints)
     this.endpointAny = pool.freeze(epFree)
@@ -139,69 +138,83 @@ export class PolicyEngine {
       anyOf((e) => !!e.paths),
       pool,
     )
+    this.summaryWords = pool.summaryCount
+    this.arena = pool.finish()
+  }
+
+  /** Distinct sets stored and the arena's size, for metrics and the benchmark. */
+  get footprint(): { sets: number; bytes: number } {
+    const stride = this.summaryWords + Math.max(1, Math.ceil(this.entries.length / 32))
+    return { sets: this.arena.length / stride, bytes: this.arena.byteLength }
   }
 
   decide(f: FlowFacts): Decision {
-    const d = this.dims
-    d[0] = this.byEndpoint.get(f.endpoint) ?? this.endpointAny
-    d[1] = this.byProto[f.protocol] ?? this.protoAny
-    d[2] = (f.family === 4 ? this.src4 : this.src6).lookup(f.src)
-    d[3] = (f.family === 4 ? this.dst4 : this.dst6).lookup(f.dst)
-    d[4] = hasPorts(f.protocol) ? this.ports.lookup(f.dstPort) : this.ports.none
-    d[5] =
-      f.sni === undefined
+    const v4 = f.family === 4
+    const a = this.byEndpoint.get(f.endpoint) ?? this.endpointAny
+    const b = this.byProto[f.protocol & 0xff]!
+    const c = (v4 ? this.src4 : this.src6).lookup(f.src)
+    const e = (v4 ? this.dst4 : this.dst6).lookup(f.dst)
+    const g = hasPorts(f.protocol) ? this.ports.lookup(f.dstPort) : this.ports.none
+    const sni = f.sni
+    const h =
+      sni === undefined
         ? this.all
-        : f.sni === null
+        : sni === null
           ? this.sni.unconstrained
-          : this.sni.lookup(normalizeHost(f.sni))
-    d[6] =
-      f.host === undefined
+          : this.sni.lookup(normalizeHost(sni))
+    const host = f.host
+    const i =
+      host === undefined
         ? this.all
-        : f.host === null
+        : host === null
           ? this.hosts.unconstrained
-          : this.hosts.lookup(normalizeHost(f.host))
-    d[7] =
-      f.method === undefined
+          : this.hosts.lookup(normalizeHost(host))
+    const method = f.method
+    const j =
+      method === undefined
         ? this.all
-        : f.method === null
+        : method === null
           ? this.methodAny
-          : (this.byMethod.get(f.method) ?? this.methodAny)
-    d[8] =
-      f.path === undefined ? this.all : f.path === null ? this.paths.unconstrained : this.paths.lookup(f.path)
+          : (this.byMethod.get(method) ?? this.methodAny)
+    const path = f.path
+    const k =
+      path === undefined ? this.all : path === null ? this.paths.unconstrained : this.paths.lookup(path)
     const unknown = needsOf(f)
 
-    const [a, b, c, e, g, h, i, j, k] = d as [Bits, Bits, Bits, Bits, Bits, Bits, Bits, Bits, Bits]
+    const m = this.arena
+    const S = this.summaryWords
     const entries = this.entries
     let audit: Entry | undefined
-    for (let sw = 0; sw < this.summaryWords; sw++) {
+    // Lowest set bit first: entries are numbered in evaluation order, so the first hit decides.
+    for (let sw = 0; sw < S; sw++) {
       let s =
-        a.summary[sw]! &
-        b.summary[sw]! &
-        c.summary[sw]! &
-        e.summary[sw]! &
-        g.summary[sw]! &
-        h.summary[sw]! &
-        i.summary[sw]! &
-        j.summary[sw]! &
-        k.summary[sw]!
+        m[a + sw]! &
+        m[b + sw]! &
+        m[c + sw]! &
+        m[e + sw]! &
+        m[g + sw]! &
+        m[h + sw]! &
+        m[i + sw]! &
+        m[j + sw]! &
+        m[k + sw]!
       while (s !== 0) {
         const sl = s & -s
         s ^= sl
-        const w = (sw << 5) | (31 - Math.clz32(sl))
+        const w = S + ((sw << 5) | (31 - Math.clz32(sl)))
         let x =
-          a.words[w]! &
-          b.words[w]! &
-          c.words[w]! &
-          e.words[w]! &
-          g.words[w]! &
-          h.words[w]! &
-          i.words[w]! &
-          j.words[w]! &
-          k.words[w]!
+          m[a + w]! &
+          m[b + w]! &
+          m[c + w]! &
+          m[e + w]! &
+          m[g + w]! &
+          m[h + w]! &
+          m[i + w]! &
+          m[j + w]! &
+          m[k + w]!
         while (x !== 0) {
           const xl = x & -x
           x ^= xl
-          const entry = entries[(w << 5) | (31 - Math.clz32(xl))]!
+          const entry = entries[((w - S) << 5) | (31 - Math.clz32(xl))]!
           if (
             entry.headers &&
             f.headers !== undefined &&

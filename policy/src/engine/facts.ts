@@ -44,8 +44,15 @@ export function hasPorts(protocol: number): boolean {
   return protocol === 6 || protocol === 17
 }
 
-/** "Example.COM:8443" → "example.com"; IPv6 literals keep their brackets off. */
+/** "Example.COM:8443" → "example.com"; IPv6 literals lose their brackets. */
 export function normalizeHost(host: string): string {
+  // Fast path: what clients nearly always send is already lower-case, without port or trailing dot.
+  let clean = host.length > 0
+  for (let i = 0; clean && i < host.length; i++) {
+    const c = host.charCodeAt(i)
+    if ((c >= 65 && c <= 90) || c === 58 || c === 91 || c <= 32) clean = false
+  }
+  if (clean && host.charCodeAt(host.length - 1) !== 46) return host
   let h = host.trim().toLowerCase()
   if (h.startsWith('[')) {
     const end = h.indexOf(']')

@@ -1,19 +1,13 @@
-// SNI / Host dimension: exact names in a hash map, "*.suffix" patterns in a trie over reversed labels.
-// Each stored set already includes every pattern that also covers it, so a lookup returns one set.
+// SNI / Host dimension: exact names and "*.suffix" patterns, each in a hash map. A stored set already
+// includes every pattern that also covers its name, so a lookup returns one set: the exact name's, or
+// else the longest suffix's (tried longest first, so a typical name costs one or two map reads).
 import type { HostPattern } from '../hostnames.ts'
-import { type Bits, BitsBuilder, type BitsPool } from './bits.ts'
-
-interface LabelNode {
-  children: Map<string, LabelNode>
-  own: number[]
-  /** union of suffix patterns ending here or above, plus the unconstrained entries */
-  set?: Bits
-}
+import { BitsBuilder, type BitsPool, type BitsRef } from './bits.ts'
 
 export class HostIndex {
-  private readonly exact = new Map<string, Bits>()
-  private readonly root: LabelNode = { children: new Map(), own: [] }
-  readonly unconstrained: Bits
+  private readonly exact = new Map<string, BitsRef>()
+  private readonly suffixes = new Map<string, BitsRef>()
+  readonly unconstrained: BitsRef
 
   constructor(
     entryCount: number,
@@ -23,57 +17,37 @@ export class HostIndex {
   ) {
     this.unconstrained = pool.freeze(new BitsBuilder(entryCount, unconstrained))
     const exactOwn = new Map<string, number[]>()
+    const suffixOwn = new Map<string, number[]>()
     for (const { entry, patterns } of items) {
       for (const p of patterns) {
-        if (p.kind === 'exact') (exactOwn.get(p.name) ?? exactOwn.set(p.name, []).get(p.name)!).push(entry)
-        else {
-          let n = this.root
-          for (const label of p.suffix.split('.').reverse()) {
-            let c = n.children.get(label)
-            if (!c) {
-              c = { children: new Map(), own: [] }
-              n.children.set(label, c)
-            }
-            n = c
-          }
-          n.own.push(entry)
-        }
+        const [map, key] = p.kind === 'exact' ? [exactOwn, p.name] : [suffixOwn, p.suffix]
+        ;(map.get(key) ?? map.set(key, []).get(key)!).push(entry)
       }
     }
-    const walk = (n: LabelNode, above: Uint32Array) => {
-      let here = above
-      if (n.own.length) {
-        const b = new BitsBuilder(entryCount, above)
-        for (const e of n.own) b.set(e)
-        here = b.words
-        n.set = pool.freeze(b)
-      }
-      for (const c of n.children.values()) walk(c, here)
+    // Shorter suffixes first, so each one starts from the set of the longest suffix above it.
+    const byDepth = [...suffixOwn.keys()].sort((a, b) => a.split('.').length - b.split('.').length)
+    for (const suffix of byDepth) {
+      const b = new BitsBuilder(entryCount, pool.wordsOf(this.suffixSet(suffix)))
+      for (const e of suffixOwn.get(suffix)!) b.set(e)
+      this.suffixes.set(suffix, pool.freeze(b))
     }
-    walk(this.root, unconstrained)
     for (const [name, own] of exactOwn) {
-      const b = new BitsBuilder(entryCount, this.suffixSet(name).words)
+      const b = new BitsBuilder(entryCount, pool.wordsOf(this.suffixSet(name)))
       for (const e of own) b.set(e)
       this.exact.set(name, pool.freeze(b))
     }
   }
 
-  /** Deepest suffix pattern strictly above `name` (a pattern never matches the suffix itself). */
-  private suffixSet(name: string): Bits {
-    let best = this.unconstrained
-    let n: LabelNode | undefined = this.root
-    let end = name.length
-    while (n && end > 0) {
-      const dot = name.lastIndexOf('.', end - 1)
-      n = n.children.get(name.slice(dot + 1, end))
-      if (!n || dot < 0) break
-      if (n.set) best = n.set
-      end = dot
+  /** The longest pattern suffix strictly above `name` (a pattern never matches the suffix itself). */
+  private suffixSet(name: string): BitsRef {
+    for (let dot = name.indexOf('.'); dot >= 0; dot = name.indexOf('.', dot + 1)) {
+      const s = this.suffixes.get(name.slice(dot + 1))
+      if (s !== undefined) return s
     }
-    return best
+    return this.unconstrained
   }
 
-  lookup(name: string): Bits {
+  lookup(name: string): BitsRef {
     return this.exact.get(name) ?? this.suffixSet(name)
   }
 }

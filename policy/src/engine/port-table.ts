@@ -2,12 +2,12 @@
 // so a lookup is one array read. Protocols without ports see only the entries that do not constrain
 // the port.
 import type { PortRange } from '../ports.ts'
-import { type Bits, BitsBuilder, type BitsPool } from './bits.ts'
+import { BitsBuilder, type BitsPool, type BitsRef } from './bits.ts'
 
 export class PortTable {
-  private readonly slotOf: Uint32Array
-  private readonly sets: Bits[]
-  readonly none: Bits
+  /** the set for each port */
+  private readonly setOf: Int32Array
+  readonly none: BitsRef
 
   constructor(
     entryCount: number,
@@ -30,19 +30,17 @@ export class PortTable {
       .sort((a, b) => a - b)
     const count = new Int32Array(entryCount) // an entry's ranges are merged, but be robust to overlap
     const cur = new BitsBuilder(entryCount, unconstrained)
-    this.slotOf = new Uint32Array(65536)
-    this.sets = []
+    this.setOf = new Int32Array(65536)
     for (let i = 0; i < bounds.length; i++) {
       const p = bounds[i]!
-      for (const e of ends.get(p) ?? []) if (--count[e]! === 0) cur.words[e >>> 5]! &= ~(1 << (e & 31))
+      for (const e of ends.get(p) ?? []) if (--count[e]! === 0) cur.clear(e)
       for (const e of starts.get(p) ?? []) if (count[e]!++ === 0) cur.set(e)
       const next = i + 1 < bounds.length ? bounds[i + 1]! : 65536
-      this.slotOf.fill(this.sets.length, p, next)
-      this.sets.push(pool.freeze(cur))
+      this.setOf.fill(pool.freeze(cur), p, next)
     }
   }
 
-  lookup(port: number): Bits {
-    return this.sets[this.slotOf[port & 0xffff]!]!
+  lookup(port: number): BitsRef {
+    return this.setOf[port & 0xffff]!
   }
 }
