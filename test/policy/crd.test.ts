@@ -4,11 +4,16 @@ import test from 'ava'
 import { parse } from 'yaml'
 import { generateCrd, RULE_VALIDATIONS, renderCrdYaml, SPEC_VALIDATIONS } from '../../policy/src/crd.ts'
 import { loadPolicyText } from '../../policy/src/load.ts'
+import { renderReference } from '../../policy/src/reference.ts'
 
 const committed = readFileSync(new URL('../../crds/flowpolicy.yaml', import.meta.url), 'utf8')
 
 test('crds/flowpolicy.yaml is exactly what the schema generates (run npm run gen:crd)', (t) => {
   t.is(committed, renderCrdYaml())
+})
+
+test('docs/flowpolicy-reference.md is what the schema generates (run npm run gen:crd)', (t) => {
+  t.is(readFileSync(new URL('../../docs/flowpolicy-reference.md', import.meta.url), 'utf8'), renderReference())
 })
 
 type Node = Record<string, unknown>
