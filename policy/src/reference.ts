@@ -23,7 +23,10 @@ function limits(s: Json): string {
 
 function rows(s: Json, path: string, required: boolean, out: string[]): void {
   const desc = String(s.description ?? (s.type === 'array' ? ((s.items as Json).description ?? '') : ''))
-  if (path) out.push(`| \`${path}\` | ${typeOf(s)} | ${required ? 'yes' : ''} | ${limits(s)} | ${desc.replaceAll('|', '\\|')} |`)
+  if (path)
+    out.push(
+      `| \`${path}\` | ${typeOf(s)} | ${required ? 'yes' : ''} | ${limits(s)} | ${desc.replaceAll('|', '\\|')} |`,
+    )
   const obj = s.type === 'array' ? (s.items as Json) : s
   const props = obj.properties as Record<string, Json> | undefined
   if (!props) return

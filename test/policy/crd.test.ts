@@ -13,7 +13,10 @@ test('crds/flowpolicy.yaml is exactly what the schema generates (run npm run gen
 })
 
 test('docs/flowpolicy-reference.md is what the schema generates (run npm run gen:crd)', (t) => {
-  t.is(readFileSync(new URL('../../docs/flowpolicy-reference.md', import.meta.url), 'utf8'), renderReference())
+  t.is(
+    readFileSync(new URL('../../docs/flowpolicy-reference.md', import.meta.url), 'utf8'),
+    renderReference(),
+  )
 })
 
 type Node = Record<string, unknown>
