@@ -1,0 +1,134 @@
+// The appliance process: policy (file or admin API), packet path, control surface, and the drain that
+// lets GWLB move new flows elsewhere while existing ones finish (GWLB.md, "Failover").
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import { type Logger, pino } from 'pino'
+import type { DefaultAction } from '../../policy/src/schema.ts'
+import { ApplianceMetrics } from './control/metrics.ts'
+import { startControlServer } from './control/server.ts'
+import type { Dataplane, DataplaneFactory } from './dataplane/dataplane.ts'
+import { PolicyFile } from './policy/policy-file.ts'
+import { PolicyStore } from './policy/policy-store.ts'
+import { MALFORMED_REASONS } from './wire/counters.ts'
+
+export interface ApplianceOptions {
+  /** multi-document FlowPolicy YAML (standalone mode) */
+  policies?: string
+  genevePort: number
+  httpPort: number
+  bind: string
+  drainSeconds: number
+  fleetDefault?: DefaultAction
+  dataplane: DataplaneFactory
+  /** extra control-surface plugins (the admin API) */
+  plugins?: (store: PolicyStore) => FastifyPluginAsync[]
+  logger?: Logger
+}
+
+export interface ApplianceHandle {
+  store: PolicyStore
+  metrics: ApplianceMetrics
+  policyFile?: PolicyFile
+  control: FastifyInstance
+  /** http://host:port of the control surface */
+  url: string
+  isDraining(): boolean
+  /** fail health checks, keep serving flows for drainSeconds, then stop */
+  drain(): Promise<void>
+  /** stop now */
+  close(): Promise<void>
+}
+
+export const DROP_REASONS = [
+  'policy-deny',
+  'policy-reject',
+  'packet-rule',
+  'every-nth',
+  'fragment-no-flow',
+  'flow-table-full',
+  'no-policy',
+  'held-timeout',
+  'held-overflow',
+] as const
+export const EVICTION_REASONS = ['idle', 'closed', 'pressure'] as const
+
+export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceHandle> {
+  const log = opts.logger ?? pino({ name: 'flowgate-appliance' })
+  const store = new PolicyStore()
+  const metrics = new ApplianceMetrics({
+    dropReasons: DROP_REASONS,
+    malformedReasons: MALFORMED_REASONS,
+    flowEvictionReasons: EVICTION_REASONS,
+  })
+  store.onChange((next) => metrics.setPolicy(next.bundle.version, next.source))
+
+  let policyFile: PolicyFile | undefined
+  if (opts.policies) {
+    policyFile = new PolicyFile(
+      opts.policies,
+      store,
+      log,
+      (r) => metrics.policyReloads.inc({ result: r.ok ? 'ok' : 'rejected' }),
+      opts.fleetDefault,
+    )
+    await policyFile.reload()
+    policyFile.watch()
+  }
+
+  let draining = false
+  let dataplane: Dataplane | undefined
+  const control = await startControlServer({
+    host: opts.bind,
+    port: opts.httpPort,
+    metrics,
+    logger: log,
+    plugins: opts.plugins?.(store) ?? [],
+    state: () => ({
+      policyVersion: store.current?.bundle.version,
+      loopAlive: dataplane?.alive() ?? false,
+      loopDetail: dataplane?.detail() ?? 'starting',
+      draining,
+    }),
+  })
+  try {
+    dataplane = await opts.dataplane({ store, metrics, log, bind: opts.bind, genevePort: opts.genevePort })
+  } catch (err) {
+    await control.close()
+    policyFile?.close()
+    throw err
+  }
+  const addr = control.server.address()
+  const url =
+    typeof addr === 'object' && addr
+      ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
+      : ''
+
+  let closing: Promise<void> | undefined
+  const close = () => {
+    closing ??= (async () => {
+      policyFile?.close()
+      await dataplane?.close()
+      await control.close()
+    })()
+    return closing
+  }
+  let drainPromise: Promise<void> | undefined
+  const drain = () => {
+    drainPromise ??= (async () => {
+      draining = true
+      metrics.setDraining(true)
+      log.info(
+        { drainSeconds: opts.drainSeconds },
+        'draining: health checks fail, existing flows keep being served',
+      )
+      await new Promise((r) => setTimeout(r, opts.drainSeconds * 1000))
+      log.info('drain period over; stopping')
+      await close()
+    })()
+    return drainPromise
+  }
+  log.info(
+    { url, genevePort: opts.genevePort, policy: store.current?.bundle.version ?? null },
+    'appliance started',
+  )
+  return { store, metrics, policyFile, control, url, isDraining: () => draining, drain, close }
+}
