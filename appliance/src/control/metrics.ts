@@ -66,13 +66,14 @@ export class ApplianceMetrics {
           read(this)
         },
       })
-    const byDirVerdict = (values: Float64Array) => (c: Counter<string>) =>
-      DIRECTIONS.forEach((direction, di) =>
-        VERDICTS.forEach((verdict, vi) => {
+    const byDirVerdict = (values: Float64Array) => (c: Counter<string>) => {
+      for (const [di, direction] of DIRECTIONS.entries()) {
+        for (const [vi, verdict] of VERDICTS.entries()) {
           const n = values[di * VERDICTS.length + vi]!
           if (n) c.inc({ direction, verdict }, n)
-        }),
-      )
+        }
+      }
+    }
     const byReason = (fam: CounterFamily) => (c: Counter<string>) =>
       fam.labels.forEach((reason, i) => {
         const n = fam.values[i]!
