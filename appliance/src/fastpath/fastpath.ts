@@ -1,0 +1,382 @@
+// The per-packet fast path: parsed packet + flow table + policy decision → pass / drop / reject / rewrite,
+// or hand-off (hold for an L7 peek, divert to the L7 path). Pure: no sockets, time is passed in, output
+// goes to buffers the FastPath owns and reuses. One instance per packet loop (not re-entrant).
+//
+// Decisions are taken once per flow, on its first packet, and interned: the flow table stores a small
+// decision id, not an object per flow.
+//
+// Packet rules (dropEveryNth, dropIfContains, replace) are "per-packet rules for UDP and ICMP flows (no TCP
+// state)" (schema): on TCP they are ignored, since rewriting a TCP payload would desynchronise sequence
+// numbers. Order per packet: dropEveryNth counts every packet of the flow (both directions), then
+// dropIfContains, then replace. Fragments (see wire/ipv4.ts): first fragments get the flow's decision and
+// dropIfContains/dropEveryNth but are never rewritten; later fragments follow their flow's verdict.
+//
+// Audit mode: the engine never enforces an Audit entry; `decision.audit` is what it would have done. The
+// fast path computes that outcome per packet into `result.auditOutcome` (for counters/flow logs) and
+// enforces only `decision.action`.
+
+import type { Decision, Entry, FlowFacts } from '../../../policy/src/engine/index.ts'
+import { FragmentCache } from '../flow/fragments.ts'
+import type { FlowTable } from '../flow/table.ts'
+import { buildRstToSender, buildUnreachable } from '../wire/build.ts'
+import { adjust, sum16, update16 } from '../wire/checksum.ts'
+import { MalformedCounters } from '../wire/counters.ts'
+import { Unreachable } from '../wire/icmp.ts'
+import { Frag } from '../wire/ipv4.ts'
+import { IpProto, l4PseudoSum, ParsedPacket, parsePacket } from '../wire/packet.ts'
+import { TcpFlag } from '../wire/tcp.ts'
+import { DROP_REASONS, Drop, OUTCOMES, Outcome, Verdict } from './counters.ts'
+import { containsIn, packetRulesOf, replaceInto } from './rules.ts'
+
+/** What the fast path needs from the policy engine. */
+export interface Decider {
+  decide(f: FlowFacts): Decision
+}
+
+export interface FastPathOptions {
+  flows: FlowTable
+  engine: Decider
+  fragments?: FragmentCache
+  /** GWLB's inner packets go up to 8,500 bytes (GWLB.md); a rewrite may not grow a packet past this */
+  maxInnerLen?: number
+}
+
+/** Reused result of process(). */
+export class FastPathResult {
+  /** Outcome code */
+  outcome = 0
+  /** Drop code when outcome is drop */
+  reason = 0
+  /** MalformedReason code when reason is malformed */
+  malformed = 0
+  /** bytes to send back to GWLB: the received datagram (pass) or a FastPath buffer (rewrite, reject) */
+  out: Buffer<ArrayBufferLike> = Buffer.alloc(0)
+  outLen = 0
+  /** flow entry number, -1 if none */
+  flow = -1
+  /** 0 = packet travels in the flow's first direction, 1 = reply */
+  dir: 0 | 1 = 0
+  newFlow = false
+  decision: Decision | undefined = undefined
+  /** what an Audit entry would have done to this packet (an Outcome), -1 when no Audit entry matched */
+  auditOutcome = -1
+}
+
+const MAX_DATAGRAM = 65_535
+
+function verdictOf(d: Decision): number {
+  if (d.kind === 'pending') return Verdict.pending
+  switch (d.action) {
+    case 'Allow':
+      return Verdict.allow
+    case 'Deny':
+      return Verdict.deny
+    case 'Reject':
+      return Verdict.reject
+    default:
+      return Verdict.divert // Inspect, Authorize: the L7 path's
+  }
+}
+
+export class FastPath {
+  readonly flows: FlowTable
+  readonly fragments: FragmentCache
+  readonly maxInnerLen: number
+  private engine: Decider
+  private engineGen = 0
+  private readonly decisions: Decision[] = [undefined as unknown as Decision]
+  private readonly decisionIds = new Map<string, number>()
+  readonly malformed = new MalformedCounters()
+  readonly drops = new Float64Array(DROP_REASONS.length)
+  readonly outcomes = new Float64Array(OUTCOMES.length)
+  private readonly scratch = Buffer.alloc(MAX_DATAGRAM)
+  private readonly scratch2 = Buffer.alloc(MAX_DATAGRAM)
+  private readonly replyBuf = Buffer.alloc(MAX_DATAGRAM)
+  private readonly parsed = new ParsedPacket()
+
+  constructor(o: FastPathOptions) {
+    this.flows = o.flows
+    this.engine = o.engine
+    this.fragments = o.fragments ?? new FragmentCache()
+    this.maxInnerLen = o.maxInnerLen ?? 8500
+  }
+
+  /** New flows are decided by `engine` from now on; existing flows keep their decision. */
+  setEngine(engine: Decider): void {
+    this.engine = engine
+    this.engineGen++
+  }
+
+  /** Interns a decision; returns its id (stable for the life of the FastPath). */
+  intern(d: Decision): number {
+    const key = `${this.engineGen}|${d.kind}|${d.action}|${d.entry?.index ?? -1}|${d.audit?.index ?? -1}|${d.needs}`
+    let id = this.decisionIds.get(key)
+    if (id === undefined) {
+      id = this.decisions.length
+      this.decisions.push(d)
+      this.decisionIds.set(key, id)
+    }
+    return id
+  }
+
+  decisionOf(flow: number): Decision | undefined {
+    return this.decisions[this.flows.decision[flow]!]
+  }
+
+  /** Replaces flow i's decision (after an L7 peek made a pending decision final, or on re-evaluation). */
+  setDecision(flow: number, d: Decision): void {
+    this.flows.decision[flow] = this.intern(d)
+    this.flows.verdict[flow] = verdictOf(d)
+  }
+
+  /** Parses one datagram and processes it; malformed datagrams are counted and dropped. */
+  processDatagram(
+    buf: Buffer,
+    len: number,
+    outerIp: number,
+    outerPort: number,
+    now: number,
+    r: FastPathResult,
+  ): FastPathResult {
+    const p = this.parsed
+    const code = parsePacket(buf, len, p)
+    if (code !== 0) {
+      this.malformed.inc(code)
+      this.reset(r)
+      r.malformed = code
+      return this.drop(r, Drop.malformed)
+    }
+    return this.process(p, outerIp, outerPort, now, r)
+  }
+
+  /** The packet most recently parsed by processDatagram. */
+  get lastPacket(): ParsedPacket {
+    return this.parsed
+  }
+
+  private reset(r: FastPathResult): void {
+    r.outcome = Outcome.pass
+    r.reason = 0
+    r.malformed = 0
+    r.outLen = 0
+    r.flow = -1
+    r.dir = 0
+    r.newFlow = false
+    r.decision = undefined
+    r.auditOutcome = -1
+  }
+
+  private drop(r: FastPathResult, reason: number): FastPathResult {
+    r.outcome = Outcome.drop
+    r.reason = reason
+    r.outLen = 0
+    this.drops[reason]!++
+    this.outcomes[Outcome.drop]!++
+    return r
+  }
+
+  private done(r: FastPathResult, outcome: number): FastPathResult {
+    r.outcome = outcome
+    this.outcomes[outcome]!++
+    return r
+  }
+
+  private pass(p: ParsedPacket, r: FastPathResult): FastPathResult {
+    r.out = p.buf
+    r.outLen = p.ipEnd
+    return this.done(r, Outcome.pass)
+  }
+
+  /** Processes a successfully parsed packet from GWLB node outerIp:outerPort. */
+  process(
+    p: ParsedPacket,
+    outerIp: number,
+    outerPort: number,
+    now: number,
+    r: FastPathResult,
+  ): FastPathResult {
+    this.reset(r)
+    const flows = this.flows
+    if (p.fragment === Frag.later) return this.laterFragment(p, now, r)
+    flows.stagePacket(p)
+    let i = flows.find()
+    if (i < 0) {
+      // A SYN-ACK as first packet (flow picked up mid-handshake) belongs to a flow opened the other way.
+      const reversed =
+        p.protocol === IpProto.TCP &&
+        (p.tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) === (TcpFlag.SYN | TcpFlag.ACK)
+      const d = this.engine.decide(this.factsOf(p, reversed))
+      i = flows.insert(now)
+      if (i < 0) return this.drop(r, Drop.flow_table_full)
+      if (reversed) flows.state[i]! ^= 0x002 // FlowState.origIsA
+      this.setDecision(i, d)
+      r.newFlow = true
+    }
+    const dir = flows.direction(i)
+    r.flow = i
+    r.dir = dir
+    flows.touch(i, dir, p.ipEnd - p.ipOff, p.protocol === IpProto.TCP ? p.tcpFlags : 0, now)
+    flows.setGeneve(i, p.buf, 0, p.geneveLen)
+    flows.setOuter(i, outerIp, outerPort)
+    if (p.fragment === Frag.first) this.fragments.remember(p, i, flows.gen[i]!, now)
+    const d = this.decisions[flows.decision[i]!]!
+    r.decision = d
+    if (d.audit) r.auditOutcome = this.auditOutcome(p, i, d.audit)
+    switch (flows.verdict[i]) {
+      case Verdict.allow:
+        return this.allow(p, i, d.entry, r)
+      case Verdict.deny:
+        return this.drop(r, Drop.policy_deny)
+      case Verdict.reject:
+        return this.reject(p, r)
+      case Verdict.pending:
+        return this.done(r, Outcome.hold)
+      default:
+        return this.done(r, Outcome.divert)
+    }
+  }
+
+  private factsOf(p: ParsedPacket, reversed: boolean): FlowFacts {
+    return {
+      endpoint: p.endpointId(),
+      family: p.family,
+      src: reversed ? p.dst() : p.src(),
+      dst: reversed ? p.src() : p.dst(),
+      protocol: p.protocol,
+      dstPort: reversed ? p.srcPort : p.dstPort,
+    }
+  }
+
+  private laterFragment(p: ParsedPacket, now: number, r: FastPathResult): FastPathResult {
+    const flows = this.flows
+    const i = this.fragments.lookup(p, now)
+    if (i < 0 || !flows.isLive(i) || flows.gen[i] !== this.fragments.lookupGen)
+      return this.drop(r, Drop.fragment_unknown_flow)
+    flows.stage(p.buf, p.endpointOff, p.family, p.srcOff, p.dstOff, p.protocol, 0, 0)
+    const dir = flows.direction(i)
+    r.flow = i
+    r.dir = dir
+    flows.touch(i, dir, p.ipEnd - p.ipOff, 0, now)
+    const d = this.decisions[flows.decision[i]!]!
+    r.decision = d
+    if (flows.verdict[i] !== Verdict.allow)
+      return this.drop(r, flows.verdict[i] === Verdict.deny ? Drop.policy_deny : Drop.policy_reject_silent)
+    const pr = packetRulesOf(d.entry)
+    if (pr && p.protocol !== IpProto.TCP) {
+      if (pr.nth && ++flows.nth[i]! % pr.nth === 0) return this.drop(r, Drop.drop_every_nth)
+      for (const c of pr.contains)
+        if (containsIn(p.buf, p.l4Off, p.ipEnd, c)) return this.drop(r, Drop.drop_if_contains)
+    }
+    return this.pass(p, r)
+  }
+
+  private reject(p: ParsedPacket, r: FastPathResult): FastPathResult {
+    let n = 0
+    if (p.protocol === IpProto.TCP) n = buildRstToSender(p, this.replyBuf)
+    else
+      n = buildUnreachable(
+        p,
+        p.protocol === IpProto.UDP ? Unreachable.port : Unreachable.adminProhibited,
+        this.replyBuf,
+      )
+    if (n === 0) return this.drop(r, Drop.policy_reject_silent)
+    r.out = this.replyBuf
+    r.outLen = n
+    return this.done(r, Outcome.reject)
+  }
+
+  /** What the Audit entry would have done to this packet, without doing it. */
+  private auditOutcome(p: ParsedPacket, i: number, a: Entry): number {
+    if (a.action === 'Deny') return Outcome.drop
+    if (a.action === 'Reject') return Outcome.reject
+    if (a.action !== 'Allow') return Outcome.divert
+    const pr = packetRulesOf(a)
+    if (!pr || p.protocol === IpProto.TCP || !p.hasL4) return Outcome.pass
+    const n = this.flows.packets[2 * i]! + this.flows.packets[2 * i + 1]!
+    if (pr.nth && n % pr.nth === 0) return Outcome.drop
+    const end = p.payloadOff + p.payloadLen
+    for (const c of pr.contains) if (containsIn(p.buf, p.payloadOff, end, c)) return Outcome.drop
+    for (const f of pr.from) if (containsIn(p.buf, p.payloadOff, end, f)) return Outcome.rewrite
+    return Outcome.pass
+  }
+
+  private allow(p: ParsedPacket, i: number, e: Entry | undefined, r: FastPathResult): FastPathResult {
+    const pr = packetRulesOf(e)
+    if (!pr || p.protocol === IpProto.TCP || !p.hasL4) return this.pass(p, r)
+    if (pr.nth && ++this.flows.nth[i]! % pr.nth === 0) return this.drop(r, Drop.drop_every_nth)
+    const b = p.buf
+    const end = p.payloadOff + p.payloadLen
+    for (const c of pr.contains)
+      if (containsIn(b, p.payloadOff, end, c)) return this.drop(r, Drop.drop_if_contains)
+    if (pr.from.length === 0 || p.fragment !== Frag.none) return this.pass(p, r)
+    let hit = false
+    for (const f of pr.from) if (containsIn(b, p.payloadOff, end, f)) hit = true
+    if (!hit) return this.pass(p, r)
+    return this.rewrite(p, pr.from, pr.to, r)
+  }
+
+  /**
+   * Applies the replace rules in order into a fresh datagram, then fixes the IP length (IPv4 total length
+   * and header checksum by RFC 1624, IPv6 payload length), the UDP length, and the L4 checksum by RFC 1624
+   * over the old and new sums, so an error already present in the received checksum is carried over.
+   */
+  private rewrite(p: ParsedPacket, from: Buffer[], to: Buffer[], r: FastPathResult): FastPathResult {
+    const b = p.buf
+    const hdrEnd = p.payloadOff
+    const maxEnd = p.ipOff + this.maxInnerLen
+    let src: Buffer<ArrayBufferLike> = b
+    let s = p.payloadOff
+    let e = p.payloadOff + p.payloadLen
+    let dst: Buffer<ArrayBufferLike> = this.scratch
+    let other: Buffer<ArrayBufferLike> = this.scratch2
+    for (let k = 0; k < from.length; k++) {
+      const n = replaceInto(src, s, e, from[k]!, to[k]!, dst, hdrEnd, maxEnd)
+      if (n < 0) return this.drop(r, Drop.rewrite_too_large)
+      src = dst
+      s = hdrEnd
+      e = n
+      dst = other
+      other = src
+    }
+    const out = src // the last buffer written
+    b.copy(out, 0, 0, hdrEnd)
+    const newEnd = e
+    const l4 = p.l4Off
+    const oldL4Len = p.payloadOff + p.payloadLen - l4
+    const newL4Len = newEnd - l4
+    const csumOff = l4 + (p.protocol === IpProto.UDP ? 6 : 2)
+    // old sum without its checksum field: adding ~C removes C in ones'-complement arithmetic
+    const oldC = (b[csumOff]! << 8) | b[csumOff + 1]!
+    const oldSum = sum16(b, l4, oldL4Len, l4PseudoSum(b, p, oldL4Len)) + (~oldC & 0xffff)
+    if (p.family === 4) {
+      const oldTotal = (b[p.ipOff + 2]! << 8) | b[p.ipOff + 3]!
+      const total = newEnd - p.ipOff
+      out[p.ipOff + 2] = total >> 8
+      out[p.ipOff + 3] = total & 0xff
+      const hc = update16((b[p.ipOff + 10]! << 8) | b[p.ipOff + 11]!, oldTotal, total)
+      out[p.ipOff + 10] = hc >> 8
+      out[p.ipOff + 11] = hc & 0xff
+    } else {
+      const plen = newEnd - p.ipOff - 40
+      out[p.ipOff + 4] = plen >> 8
+      out[p.ipOff + 5] = plen & 0xff
+    }
+    if (p.protocol === IpProto.UDP) {
+      out[l4 + 4] = newL4Len >> 8
+      out[l4 + 5] = newL4Len & 0xff
+    }
+    // RFC 768: a zero UDP checksum over IPv4 means "none"; keep it that way.
+    if (!(p.protocol === IpProto.UDP && oldC === 0)) {
+      out[csumOff] = 0
+      out[csumOff + 1] = 0
+      const newSum = sum16(out, l4, newL4Len, l4PseudoSum(out, p, newL4Len))
+      let c = adjust(oldC, oldSum, newSum)
+      if (c === 0 && p.protocol === IpProto.UDP) c = 0xffff // RFC 768: computed zero is sent as all ones
+      out[csumOff] = c >> 8
+      out[csumOff + 1] = c & 0xff
+    }
+    r.out = out
+    r.outLen = newEnd
+    return this.done(r, Outcome.rewrite)
+  }
+}
