@@ -12,7 +12,7 @@ import { EP, EP_BYTES, geneveHeader } from './packets.ts'
 const parse = (b: Buffer) => {
   const p = new ParsedPacket()
   const r = parseGeneve(b, b.length, p)
-  return { r: malformedReason(r), p }
+  return { r: malformedReason(r) as string, p }
 }
 
 test('GWLB header: 40 bytes, options found by class/type', (t) => {

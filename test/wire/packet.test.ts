@@ -5,7 +5,7 @@ import { l4ChecksumOk, ParsedPacket, parsePacket } from '../../appliance/src/wir
 import { datagram, EP, type Inner, tcp4, tcp6, udp4, udp6 } from './packets.ts'
 
 const p = new ParsedPacket()
-const parse = (b: Buffer, len = b.length) => malformedReason(parsePacket(b, len, p))
+const parse = (b: Buffer, len = b.length): string => malformedReason(parsePacket(b, len, p))
 
 const tcpOpts = Buffer.from([
   2,
