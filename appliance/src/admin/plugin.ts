@@ -1,0 +1,143 @@
+// The appliance's admin API, as a fastify plugin the appliance mounts:
+//   PUT /v1/config          body: a ConfigBundle → verified, applied atomically, persisted
+//   GET /v1/config/version  → { version, appliedAt } of the bundle running now
+// Authentication: a bearer token from a mounted Secret file (tokens.ts), compared in constant time.
+// Why a bearer token and not mTLS: the token rotates by editing one Secret, which kubelet propagates to
+// every pod with no restart and no certificate authority for the operator to run; the server's TLS (the
+// appliance's serving certificate) still protects it on the wire. mTLS would need the operator to issue
+// and rotate a client certificate per pod and the appliance to reload its TLS context — more moving
+// parts for the same guarantee here (one caller, the operator).
+// Missing credentials → 401, wrong credentials → 403, invalid bundle → 422 with the field errors and the
+// old configuration kept.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { type ConfigBundle, verifyBundle } from '../../../policy/src/bundle.ts'
+import { FlowgateError } from '../../../policy/src/errors.ts'
+import type { CheckedPolicy } from '../../../policy/src/validate.ts'
+import { loadState, prepareState } from './state.ts'
+import type { TokenFile } from './tokens.ts'
+
+export const AdminErrorCodes = {
+  unauthenticated: 'FG_ERR_AUTH',
+  forbidden: 'FG_ERR_FORBIDDEN',
+  bundle: 'FG_ERR_BUNDLE',
+  apply: 'FG_ERR_APPLY',
+  state: 'FG_ERR_STATE',
+} as const
+
+export type ApplyFn = (bundle: ConfigBundle, policies: CheckedPolicy[]) => void | Promise<void>
+
+export interface AdminApiOptions {
+  tokens: TokenFile
+  /** where the last good bundle is kept across restarts */
+  stateDir: string
+  /** swaps the running configuration; throwing keeps the old one */
+  apply: ApplyFn
+  /** largest accepted bundle, bytes */
+  bodyLimit?: number
+  /** load and apply the persisted bundle while the plugin registers (default true) */
+  restore?: boolean
+}
+
+export interface AdminState {
+  version: string | null
+  appliedAt: string | null
+}
+
+const BEARER = /^Bearer\s+(\S+)\s*$/i
+
+export async function adminApi(app: FastifyInstance, o: AdminApiOptions): Promise<void> {
+  const state: AdminState = { version: null, appliedAt: null }
+  // One change at a time, so "apply then persist" of two PUTs never interleaves.
+  let chain: Promise<unknown> = Promise.resolve()
+
+  if (o.restore !== false) {
+    try {
+      const saved = await loadState(o.stateDir)
+      if (saved) {
+        await o.apply(saved.bundle, saved.policies)
+        state.version = saved.bundle.version
+        state.appliedAt = new Date().toISOString()
+        app.log.info({ version: saved.bundle.version }, 'restored the last good bundle')
+      }
+    } catch (err) {
+      // A corrupt state file must not keep the appliance down: it waits for the operator's push.
+      app.log.error({ err, code: AdminErrorCodes.state }, 'could not restore the persisted bundle')
+    }
+  }
+
+  function authenticate(req: FastifyRequest, reply: FastifyReply): boolean {
+    const header = req.headers.authorization
+    const m = header ? BEARER.exec(header) : null
+    if (!o.tokens.configured()) {
+      void reply
+        .code(503)
+        .send({ code: AdminErrorCodes.unauthenticated, message: 'no admin token configured' })
+      return false
+    }
+    if (!m) {
+      void reply
+        .code(401)
+        .header('www-authenticate', 'Bearer realm="flowgate-admin"')
+        .send({ code: AdminErrorCodes.unauthenticated, message: 'a bearer token is required' })
+      return false
+    }
+    if (!o.tokens.accepts(m[1]!)) {
+      void reply.code(403).send({ code: AdminErrorCodes.forbidden, message: 'the token is not accepted' })
+      return false
+    }
+    return true
+  }
+
+  app.get('/v1/config/version', async (req, reply) => {
+    if (!authenticate(req, reply)) return reply
+    return { ...state }
+  })
+
+  app.put('/v1/config', { bodyLimit: o.bodyLimit ?? 16 * 1024 * 1024 }, async (req, reply) => {
+    if (!authenticate(req, reply)) return reply
+    let verified: ReturnType<typeof verifyBundle>
+    try {
+      verified = verifyBundle(req.body)
+    } catch (err) {
+      const e = err as FlowgateError
+      return reply.code(422).send({
+        code: AdminErrorCodes.bundle,
+        message: e.message,
+        errors: err instanceof FlowgateError ? e.errors : [],
+      })
+    }
+    const run = chain.then(async () => {
+      const { bundle, policies } = verified
+      if (state.version === bundle.version) return { status: 200, body: { ...state, changed: false } }
+      const prepared = await prepareState(o.stateDir, bundle).catch((err) => {
+        req.log.error({ err }, 'could not write the state file')
+        return undefined
+      })
+      if (!prepared) {
+        return { status: 500, body: { code: AdminErrorCodes.state, message: 'could not persist the bundle' } }
+      }
+      try {
+        await o.apply(bundle, policies)
+      } catch (err) {
+        await prepared.discard()
+        return {
+          status: 500,
+          body: { code: AdminErrorCodes.apply, message: `apply failed: ${(err as Error).message}` },
+        }
+      }
+      try {
+        await prepared.commit()
+      } catch (err) {
+        // Running the new bundle but could not persist it: report it, the operator will retry; a restart
+        // would come back with the previous bundle and be pushed again.
+        req.log.error({ err }, 'applied but could not persist the bundle')
+      }
+      state.version = bundle.version
+      state.appliedAt = new Date().toISOString()
+      return { status: 200, body: { ...state, changed: true } }
+    })
+    chain = run.catch(() => undefined)
+    const r = await run
+    return reply.code(r.status).send(r.body)
+  })
+}
