@@ -14,7 +14,7 @@ const doc = (name: string, spec: unknown) => ({
   spec,
 })
 
-export function engineFor(docs: unknown[], fleetDefault: 'Allow' | 'Deny' | 'Reject' = 'Allow') {
+function engineFor(docs: unknown[], fleetDefault: 'Allow' | 'Deny' | 'Reject' = 'Allow') {
   const c = compile(docs, { fleetDefault })
   for (const r of c.results) if (!r.ok) throw new Error(JSON.stringify(r.errors))
   return new PolicyEngine(c.policies, fleetDefault)
