@@ -1,0 +1,52 @@
+// Captures the first bytes real clients send, over loopback, in-process.
+import { spawn, spawnSync } from 'node:child_process'
+import http from 'node:http'
+import net from 'node:net'
+import tls from 'node:tls'
+
+/** Listens on loopback, runs `connect(port)`, resolves with the first `want` bytes (or all until close). */
+export function captureFirstBytes(connect: (port: number) => void, settleMs = 300): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    const server = net.createServer((s) => {
+      s.on('data', (c) => chunks.push(c))
+      s.on('error', () => {})
+      setTimeout(() => {
+        s.destroy()
+        server.close()
+        resolve(Buffer.concat(chunks))
+      }, settleMs)
+    })
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => connect((server.address() as net.AddressInfo).port))
+  })
+}
+
+export function nodeClientHello(opts: tls.ConnectionOptions = {}): Promise<Buffer> {
+  return captureFirstBytes((port) => {
+    const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...opts })
+    s.on('error', () => {})
+    setTimeout(() => s.destroy(), 400)
+  })
+}
+
+export function hasOpenssl(): boolean {
+  return spawnSync('openssl', ['version']).status === 0
+}
+
+export function opensslClientHello(args: string[]): Promise<Buffer> {
+  return captureFirstBytes((port) => {
+    const c = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, ...args], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+    })
+    setTimeout(() => c.kill(), 600)
+  }, 500)
+}
+
+export function nodeHttpRequest(path: string, headers: Record<string, string> = {}): Promise<Buffer> {
+  return captureFirstBytes((port) => {
+    const r = http.request({ host: '127.0.0.1', port, path, method: 'POST', headers })
+    r.on('error', () => {})
+    r.end('body')
+  })
+}
