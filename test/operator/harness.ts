@@ -201,23 +201,23 @@ export class Cluster {
     this.kube.put('pods', this.podFor(a, true, restarts))
   }
 
+  /** Creates or updates a FlowPolicy through the API, retrying a 409 with a fresh read as kubectl does. */
   async applyPolicy(name: string, spec: unknown): Promise<Obj> {
     const body = { apiVersion: 'flowgate.io/v1alpha1', kind: 'FlowPolicy', metadata: { name }, spec }
-    const existing = this.kube.get('flowpolicies', name)
-    if (!existing)
-      return (await this.custom.createClusterCustomObject({
-        group: 'flowgate.io',
-        version: 'v1alpha1',
-        plural: 'flowpolicies',
-        body,
-      })) as Obj
-    return (await this.custom.replaceClusterCustomObject({
-      group: 'flowgate.io',
-      version: 'v1alpha1',
-      plural: 'flowpolicies',
-      name,
-      body: { ...existing, spec },
-    })) as Obj
+    const api = { group: 'flowgate.io', version: 'v1alpha1', plural: 'flowpolicies' }
+    for (let attempt = 0; ; attempt++) {
+      const existing = this.kube.get('flowpolicies', name)
+      try {
+        if (!existing) return (await this.custom.createClusterCustomObject({ ...api, body })) as Obj
+        return (await this.custom.replaceClusterCustomObject({
+          ...api,
+          name,
+          body: { ...existing, spec },
+        })) as Obj
+      } catch (err) {
+        if ((err as { code?: number }).code !== 409 || attempt >= 10) throw err
+      }
+    }
   }
 
   async deletePolicy(name: string): Promise<void> {

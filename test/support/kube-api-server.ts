@@ -272,8 +272,10 @@ export class KubeApiServer {
   // ---------------------------------------------------------------- fault injection
 
   /** Fail (status) or slow down (delayMs) the next `count` requests that match. */
-  inject(f: Partial<Fault> & { match: Fault['match'] }): void {
-    this.#faults.push({ count: 1, ...f })
+  inject(f: Partial<Fault> & { match: Fault['match'] }): Fault {
+    const fault = { count: 1, ...f }
+    this.#faults.push(fault)
+    return fault
   }
 
   clearFaults(): void {

@@ -8,7 +8,7 @@
 // up to a minute or so apart). So a plain replace of the token works; listing new and old for a while
 // works too.
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { readFileSync, statSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 
 export interface TokenFileOptions {
   path: string
@@ -47,16 +47,15 @@ export class TokenFile {
     let stamp: string
     let tokens: string[]
     try {
-      const st = statSync(this.#o.path)
-      stamp = `${st.ino}:${st.size}:${st.mtimeMs}`
+      stamp = readFileSync(this.#o.path, 'utf8')
       if (stamp === this.#stamp) return
-      tokens = readFileSync(this.#o.path, 'utf8')
+      tokens = stamp
         .split('\n')
         .map((l) => l.trim())
         .filter((l) => l && !l.startsWith('#'))
     } catch {
       // A missing file (Secret not mounted yet) means no tokens; keep the old ones in grace.
-      stamp = 'missing'
+      stamp = '\0missing'
       tokens = []
     }
     if (stamp === this.#stamp) return

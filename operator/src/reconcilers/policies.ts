@@ -21,7 +21,7 @@ export interface PolicyStatus {
 
 export interface FlowPolicyObject {
   metadata?: { name?: string; generation?: number; uid?: string; resourceVersion?: string }
-  status?: Partial<PolicyStatus> & Record<string, unknown>
+  status?: Partial<PolicyStatus>
 }
 
 /** "name@generation": the unit an appliance can be said to run. */
