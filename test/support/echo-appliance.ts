@@ -1,0 +1,72 @@
+// A trivial appliance for the packet I/O suites and benchmarks: every Geneve datagram goes back unchanged
+// through PacketIO (pass-through). The real appliance replaces it and reuses the same stand-in.
+//
+//   node test/support/echo-appliance.ts [--backend native|dgram|auto] [--bind ADDR] [--port 6081]
+//                                       [--mode echo|naive|mangle]
+//
+// Prints `listening <backend> <port>` once bound; exits 0 on SIGTERM/SIGINT, after printing its stats.
+// The faulty modes exist to prove the stand-in's contract checks can fail:
+//   naive  — a plain dgram echo: replies from 6081 to GWLB's source port (GWLB.md says: wrong);
+//   mangle — flips a bit of the flow cookie in the Geneve header before replying.
+import { createSocket } from 'node:dgram'
+import { parseArgs } from 'node:util'
+import {
+  createPacketIO,
+  type PacketIO,
+  type PacketIOBackend,
+  type RxBatch,
+} from '../../appliance/src/io/index.ts'
+
+/** The pass-through handler: Geneve base header or longer → reply as is. */
+export function echoHandler(io: PacketIO, mangle = false): (b: RxBatch) => void {
+  return (b) => {
+    for (let i = 0; i < b.count; i++) {
+      const len = b.length(i)
+      if (len < 8) continue
+      if (mangle && len >= 40) b.buffer(i)[b.offset(i) + 39]! ^= 1
+      io.reply(b, i, len)
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      backend: { type: 'string', default: 'auto' },
+      bind: { type: 'string', default: '0.0.0.0' },
+      port: { type: 'string', default: '6081' },
+      mode: { type: 'string', default: 'echo' },
+    },
+  })
+  const port = Number(values.port)
+  if (values.mode === 'naive') {
+    const s = createSocket('udp4')
+    s.on('message', (m, r) => s.send(m, r.port, r.address))
+    s.bind(port, values.bind, () => console.log(`listening naive ${s.address().port}`))
+    const stop = () => s.close(() => process.exit(0))
+    process.once('SIGTERM', stop)
+    process.once('SIGINT', stop)
+    return
+  }
+  const io = createPacketIO({
+    backend: values.backend as PacketIOBackend | 'auto',
+    bindAddr: values.bind,
+    port,
+  })
+  await io.start(echoHandler(io, values.mode === 'mangle'))
+  console.log(`listening ${io.backend} ${io.port}`)
+  const stop = async () => {
+    await io.close()
+    console.log(JSON.stringify(io.stats))
+    process.exit(0)
+  }
+  process.once('SIGTERM', stop)
+  process.once('SIGINT', stop)
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((e) => {
+    console.error(e)
+    process.exit(1)
+  })
+}
