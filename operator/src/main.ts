@@ -247,7 +247,18 @@ export async function runOperator(o: OperatorOptions): Promise<RunningOperator> 
     const objs = policies
       .list()
       .sort((a, b) => ((a.metadata?.name ?? '') < (b.metadata?.name ?? '') ? -1 : 1))
-    const result = compile(objs, { fleetDefault: o.fleetDefault ?? 'Allow' })
+    // Judge only what the user wrote: status and server-owned metadata (managedFields, timestamps) are
+    // not the policy, and a malformed status written by someone else must not reject it.
+    const docs = objs.map((x) => ({
+      apiVersion: x.apiVersion,
+      kind: x.kind,
+      metadata: {
+        name: x.metadata?.name,
+        ...(x.metadata?.generation !== undefined ? { generation: x.metadata.generation } : {}),
+      },
+      spec: x.spec,
+    }))
+    const result = compile(docs, { fleetDefault: o.fleetDefault ?? 'Allow' })
     if (result.bundle.version !== bundle?.version) {
       bundle = result.bundle
       bundleContents.set(bundle.version, bundleRefs(bundle))

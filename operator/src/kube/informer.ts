@@ -118,11 +118,17 @@ export class Informer<T extends KubeObject> {
           listedAt = Date.now()
           backoff.reset()
         }
+        const opened = Date.now()
         const end = await this.#watchOnce(listedAt)
         if (signal.aborted) break
         o.onRestart?.(end)
+        // A watch that worked for a while before failing resets the backoff: the failures are not
+        // consecutive.
+        if (Date.now() - opened > 10_000) backoff.reset()
         if (end === 'gone') needList = true
         else if (end === 'error') await sleep(backoff.next(), signal)
+        // A server (or proxy) that closes every watch at once would otherwise make this a hot loop.
+        else if (end === 'closed' && Date.now() - opened < 1000) await sleep(backoff.next(), signal)
         else if (end !== 'relist') backoff.reset()
       } catch (err) {
         if (signal.aborted) break
@@ -231,6 +237,9 @@ export class Informer<T extends KubeObject> {
           },
           (err: unknown) => {
             if (!err) return finish(outcome)
+            // @kubernetes/client-node 2.0 aborts a watch after 30 s without data (its own inactivity
+            // timer): that is a quiet resource, not a failure, so it is re-watched without backing off.
+            if ((err as { name?: string }).name === 'TimeoutError') return finish('silent')
             const status = httpStatusOf(err)
             finish(status === 410 ? 'gone' : this.#abort.signal.aborted ? 'closed' : 'error')
           },
