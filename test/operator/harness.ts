@@ -47,6 +47,8 @@ export interface Appliance {
   /** versions applied, in order, with the time they were applied */
   applied: { version: string; at: number }[]
   running(): string | undefined
+  /** while true, the appliance's engine refuses every bundle (the admin API answers 500) */
+  refuse: boolean
   app: FastifyInstance | undefined
   stop(): Promise<void>
   start(): Promise<void>
@@ -140,6 +142,7 @@ export class Cluster {
       stateDir,
       applied: [],
       running: () => current?.version,
+      refuse: false,
       app: undefined,
       stop: async () => {
         const app = a.app
@@ -153,6 +156,7 @@ export class Cluster {
           tokens: new TokenFile({ path: this.tokenPath, checkMs: 50 }),
           stateDir,
           apply: (bundle) => {
+            if (a.refuse) throw new Error('engine refused the bundle')
             current = bundle
             a.applied.push({ version: bundle.version, at: Date.now() })
           },

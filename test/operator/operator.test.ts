@@ -174,6 +174,7 @@ test('a terminating appliance pod is deregistered before it exits; a stray targe
   t.true(dereg!.at < gone, 'deregistered before the pod exited')
   t.true(dereg!.at - deleted < 1000, `deregistered ${dereg!.at - deleted} ms after the delete`)
   t.deepEqual(c.elb.activeIds(), ['10.0.0.2'])
+  await waitFor(() => c.policy('p')?.status?.appliances?.total === 1, 'the status to count one appliance')
   // The remaining appliance is untouched: registered once, never deregistered.
   t.false(c.elb.callsOf('DeregisterTargets').some((x) => x.targets.includes('10.0.0.2')))
 })
@@ -211,4 +212,26 @@ test('an operator restart causes no target churn and no redundant pushes', async
     'no appliance re-applied its bundle',
   )
   t.is(op2.bundle()!.version, version, 'the same bundle, byte for byte')
+})
+
+test('an appliance that refuses the bundle is not registered and holds Programmed at Pending until it accepts', async (t) => {
+  const c = await Cluster.start()
+  t.teardown(() => c.close())
+  await c.addAppliance('app-a', '10.0.0.1')
+  const b = await c.addAppliance('app-b', '10.0.0.2')
+  b.refuse = true
+  const op = await c.startOperator()
+  await c.applyPolicy('p', allowPolicy())
+  await waitFor(() => c.appliances[0]!.running() === op.bundle()?.version, 'the healthy appliance programmed')
+  await waitFor(() => c.condition('p', 'Programmed')?.message?.startsWith('1/2'), 'Programmed 1/2')
+  t.like(c.condition('p', 'Programmed'), { status: 'False', reason: 'Pending' })
+  t.is(c.condition('p', 'Ready')!.status, 'False')
+  await waitFor(() => c.elb.activeIds().length === 1, 'one target')
+  await sleep(300)
+  t.deepEqual(c.elb.activeIds(), ['10.0.0.1'], 'the refusing appliance is not registered')
+  t.true((await op.metrics.pushFailures.get()).values.some((v) => v.labels.reason === '500' && v.value > 0))
+  b.refuse = false
+  await waitFor(() => b.running() === op.bundle()!.version, 'the appliance to accept on a retry')
+  await waitFor(() => c.elb.activeIds().length === 2, 'then it is registered')
+  await waitFor(() => c.condition('p', 'Ready')?.status === 'True', 'and the policy Ready')
 })

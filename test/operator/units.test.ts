@@ -330,3 +330,39 @@ test('informer: paginated list, then watch; deletions while disconnected are see
   t.true(changes.includes('deleted:p0'))
   t.is(inf.store.size, 7)
 })
+
+test("informer: the client library's own inactivity abort is a quiet watch, re-watched at once, not an error", async (t) => {
+  const kube = await new KubeApiServer().start()
+  t.teardown(() => kube.close())
+  const kc = new KubeConfig()
+  kc.loadFromOptions(kube.kubeconfig())
+  const custom = kc.makeApiClient(CustomObjectsApi)
+  const watch = new Watch(kc)
+  // The library aborts a watch after requestTimeoutMs (30 s in 2.0.1) without data; shorten it here.
+  ;(watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = 150
+  const reasons: string[] = []
+  const inf = new Informer<KubeObject>({
+    name: 'flowpolicies',
+    watch,
+    path: '/apis/flowgate.io/v1alpha1/flowpolicies',
+    silenceMs: 60_000,
+    backoffBaseMs: 2000,
+    backoffMaxMs: 2000,
+    list: () =>
+      custom.listClusterCustomObject({ group: 'flowgate.io', version: 'v1alpha1', plural: 'flowpolicies' }),
+    onChange: () => {},
+    onRestart: (r) => reasons.push(r),
+  })
+  inf.start()
+  t.teardown(() => inf.stop())
+  await waitFor(() => reasons.length >= 3, 'three quiet-watch restarts', 3000)
+  t.true(
+    reasons.every((r) => r === 'silent'),
+    reasons.join(','),
+  )
+  // With a 2 s error backoff this would take seconds; a quiet restart is immediate.
+  const t0 = Date.now()
+  kube.put('flowpolicies', { metadata: { name: 'late' }, spec: {} })
+  await waitFor(() => inf.store.has('late'), 'the change', 1000)
+  t.true(Date.now() - t0 < 1000)
+})
