@@ -7,8 +7,9 @@ import { OperatorErrorCodes } from '../../operator/src/errors.ts'
 import { backoffDelay } from '../../operator/src/kube/backoff.ts'
 import { Informer, type KubeObject } from '../../operator/src/kube/informer.ts'
 import { WorkQueue } from '../../operator/src/kube/workqueue.ts'
+import { parseOperatorArgs } from '../../operator/src/options.ts'
 import { type ApplianceView, pushAction } from '../../operator/src/reconcilers/appliances.ts'
-import { desiredStatus, newlyRejected, statusPatch } from '../../operator/src/reconcilers/policies.ts'
+import { clip, desiredStatus, newlyRejected, statusPatch } from '../../operator/src/reconcilers/policies.ts'
 import { planTargets } from '../../operator/src/reconcilers/targets.ts'
 import { validateFlowPolicy } from '../../policy/src/validate.ts'
 import { Elbv2Server } from '../support/elbv2-server.ts'
@@ -365,4 +366,50 @@ test("informer: the client library's own inactivity abort is a quiet watch, re-w
   kube.put('flowpolicies', { metadata: { name: 'late' }, spec: {} })
   await waitFor(() => inf.store.has('late'), 'the change', 1000)
   t.true(Date.now() - t0 < 1000)
+})
+
+test('parseOperatorArgs: flags over environment, region from the ARN, field-precise refusals', (t) => {
+  const arn = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/flowgate/0123456789abcdef'
+  const o = parseOperatorArgs(['--namespace', 'fg', '--token-file=/var/run/token', '--admin-port', '9444'], {
+    POD_NAMESPACE: 'ignored',
+    FLOWGATE_TARGET_GROUP_ARN: arn,
+    POD_NAME: 'operator-7d9c',
+  })
+  t.like(o, {
+    namespace: 'fg',
+    tokenFile: '/var/run/token',
+    adminPort: 9444,
+    targetGroupArn: arn,
+    region: 'eu-west-1',
+    identity: 'operator-7d9c',
+    handleSignals: true,
+    listen: { host: '0.0.0.0', port: 8080 },
+  })
+  t.is(
+    parseOperatorArgs(['--token-file', 'x'], { POD_NAMESPACE: 'env-ns', AWS_REGION: 'us-east-2' }).namespace,
+    'env-ns',
+  )
+  const refuse = (args: string[], re: RegExp) => {
+    const err = t.throws(() => parseOperatorArgs(args, {}))
+    t.is((err as { code?: string }).code, 'FG_ERR_CONFIG')
+    t.regex(err!.message, re)
+  }
+  refuse(['--token-file', 'x'], /--namespace/)
+  refuse(['--namespace', 'n'], /--token-file/)
+  refuse(['--namespace', 'n', '--token-file', 'x', '--admin-port', '70000'], /--admin-port/)
+  refuse(['--namespace', 'n', '--token-file', 'x', '--target-group-arn', 'arn:nope'], /--target-group-arn/)
+  refuse(['--namespace', 'n', '--token-file', 'x', '--fleet-default', 'Maybe'], /--fleet-default/)
+  refuse(['--namespace', 'n', '--token-file', 'x', '--bogus', '1'], /unknown option --bogus/)
+  refuse(['--namespace'], /needs a value/)
+})
+
+test('clip: messages fit the 1 KiB Event note in bytes, multi-byte text included', (t) => {
+  t.is(clip('short'), 'short')
+  for (const s of ['x'.repeat(5000), 'é'.repeat(3000), '😀'.repeat(1000)]) {
+    const c = clip(s)
+    t.true(Buffer.byteLength(c) <= 1024, `${Buffer.byteLength(c)}`)
+    t.true(c.endsWith('…'))
+    t.false(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])/.test(c), 'no lone high surrogate')
+    t.true(Buffer.byteLength(c) > 1000)
+  }
 })

@@ -204,6 +204,21 @@ class HttpError extends Error {
   }
 }
 
+/** What the API server's validation of events.k8s.io/v1 Events insists on. */
+function validateEvent(e: Obj): void {
+  const missing = ['eventTime', 'reportingController', 'reportingInstance', 'action', 'reason'].filter(
+    (f) => !e[f],
+  )
+  if (missing.length)
+    throw new HttpError(422, 'Invalid', missing.map((f) => `${f}: Required value`).join(', '))
+  if (e.type !== 'Normal' && e.type !== 'Warning')
+    throw new HttpError(422, 'Invalid', 'type: Unsupported value: must be Normal or Warning')
+  if (typeof e.note === 'string' && Buffer.byteLength(e.note) > 1024)
+    throw new HttpError(422, 'Invalid', 'note: Too long: may not be longer than 1024 bytes')
+  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(String(e.eventTime)))
+    throw new HttpError(422, 'Invalid', 'eventTime: must be a MicroTime (RFC 3339 with microseconds)')
+}
+
 function statusBody(code: number, reason: string, message: string): Obj {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code }
 }
@@ -554,6 +569,7 @@ export class KubeApiServer {
           throw new HttpError(409, 'AlreadyExists', `${def.plural} "${obj.metadata.name}" already exists`)
         delete obj.metadata.resourceVersion
         if (def.dropStatusOnCreate) delete obj.status
+        if (def.plural === 'events') validateEvent(obj)
         this.#initMeta(def, obj)
         return [201, this.#commit(def, key, obj, undefined)]
       }

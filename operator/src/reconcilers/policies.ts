@@ -33,11 +33,20 @@ export function bundleRefs(bundle: ConfigBundle): Set<string> {
   return new Set(bundle.policies.map((p: BundlePolicy) => policyRef(p)))
 }
 
-/** Kubernetes caps a condition message at 32 KiB; we keep it readable in `kubectl get -o wide` too. */
-const MAX_MESSAGE = 1024
+/**
+ * Condition messages may be 32 KiB, but an events.k8s.io Event note only 1 KiB, and the same text goes
+ * into both; bytes, not characters, are what the API server counts.
+ */
+const MAX_MESSAGE_BYTES = 1024
 
-function clip(s: string): string {
-  return s.length <= MAX_MESSAGE ? s : `${s.slice(0, MAX_MESSAGE - 1)}…`
+export function clip(s: string): string {
+  if (Buffer.byteLength(s) <= MAX_MESSAGE_BYTES) return s
+  let cut = s.slice(0, MAX_MESSAGE_BYTES)
+  // '…' is 3 bytes in UTF-8; shorten until it fits (at most MAX_MESSAGE_BYTES steps).
+  while (cut.length > 0 && Buffer.byteLength(cut) > MAX_MESSAGE_BYTES - 3) cut = cut.slice(0, -1)
+  // never end on half of a surrogate pair
+  if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1)
+  return `${cut}…`
 }
 
 export function invalidMessage(v: PolicyValidation): string {
