@@ -56,6 +56,7 @@ async function run(n: number) {
     })
     await c.applyPolicy('p', allowPolicy(100, '1000'))
     await waitFor(() => op.bundle() && c.allRun(op.bundle()!.version), 'initial convergence', 30_000)
+    const describesBefore = c.elb.callsOf('DescribeTargetHealth').length
     const perAppliance: number[] = []
     const fleet: number[] = []
     for (let k = 1; k <= CHANGES; k++) {
@@ -78,13 +79,15 @@ async function run(n: number) {
     }
     // let status writes settle before teardown
     await waitFor(() => c.condition('p', 'Ready')?.status === 'True', 'Ready', 30_000)
+    const describes = c.elb.callsOf('DescribeTargetHealth').length - describesBefore
     const p50 = pct(perAppliance, 50)
     const p99 = pct(perAppliance, 99)
     console.log(
       `N=${String(n).padStart(3)}  changes=${CHANGES}  per-appliance p50=${p50} ms p99=${p99} ms  ` +
         `whole fleet p50=${pct(fleet, 50)} ms p99=${pct(fleet, 99)} ms  ` +
         `baseline direct PUT p50=${base.p50.toFixed(2)} ms p99=${base.p99.toFixed(2)} ms  ` +
-        `ratio p99/baseline-p50=${(p99 / base.p50).toFixed(1)}x  target p99<=2000 ms: ${p99 <= 2000 ? 'met' : 'MISSED'}`,
+        `ratio p99/baseline-p50=${(p99 / base.p50).toFixed(1)}x  target p99<=2000 ms: ${p99 <= 2000 ? 'met' : 'MISSED'}  ` +
+        `DescribeTargetHealth calls per change=${(describes / CHANGES).toFixed(1)}`,
     )
   } finally {
     await c.close()

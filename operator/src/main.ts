@@ -97,6 +97,11 @@ export interface OperatorOptions {
   backoffMaxMs?: number
   /** coalesce status updates triggered by appliance progress over this window */
   statusDelayMs?: number
+  /**
+   * coalesce target reconciles triggered by pod and appliance changes over this window: each one costs a
+   * DescribeTargetHealth, and Describe* calls share a per-account bucket (40, refilling 10/s)
+   */
+  targetsDelayMs?: number
   /** appliance pushes in flight at once */
   pushConcurrency?: number
   /** namespace for Events about cluster-scoped FlowPolicies (Kubernetes puts those in "default") */
@@ -146,6 +151,7 @@ export async function runOperator(o: OperatorOptions): Promise<RunningOperator> 
     ...(o.adminTimeoutMs ? { timeoutMs: o.adminTimeoutMs } : {}),
   })
   const resyncMs = o.resyncMs ?? 60_000
+  const targetsDelayMs = o.targetsDelayMs ?? 1000
   const backoff = { backoffBaseMs: o.backoffBaseMs ?? 200, backoffMaxMs: o.backoffMaxMs ?? 30_000 }
   const targetGroup: TargetGroupApi | undefined =
     o.targetGroup ??
@@ -230,7 +236,7 @@ export async function runOperator(o: OperatorOptions): Promise<RunningOperator> 
       }>,
     onChange: (_event, pod) => {
       appliancesQ.add(`${pod.metadata?.namespace}/${pod.metadata?.name}`)
-      targetsQ.add(TARGETS_KEY)
+      targetsQ.addAfter(TARGETS_KEY, targetsDelayMs)
       policiesQ.addAfter(POLICIES_KEY, o.statusDelayMs ?? 200)
     },
     onRestart: onRestart('pods'),
@@ -352,7 +358,7 @@ export async function runOperator(o: OperatorOptions): Promise<RunningOperator> 
     versionSeenAt.set(a.key, `${a.uid}/${a.restarts}`)
     if (before !== (version ?? undefined)) {
       policiesQ.addAfter(POLICIES_KEY, o.statusDelayMs ?? 200)
-      targetsQ.add(TARGETS_KEY)
+      targetsQ.addAfter(TARGETS_KEY, targetsDelayMs)
     }
   }
 
@@ -360,7 +366,8 @@ export async function runOperator(o: OperatorOptions): Promise<RunningOperator> 
     const pod = pods.store.get(key)
     const a = pod && applianceView(pod, o.adminPort ?? 9443)
     if (!a || !isPushTarget(a)) {
-      if (!pod && (versions.delete(key) || versionSeenAt.delete(key))) targetsQ.add(TARGETS_KEY)
+      if (!pod && (versions.delete(key) || versionSeenAt.delete(key)))
+        targetsQ.addAfter(TARGETS_KEY, targetsDelayMs)
       return
     }
     // A restarted container (or a new pod under the same name) may run something else now.

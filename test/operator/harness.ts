@@ -114,6 +114,7 @@ export class Cluster {
       backoffBaseMs: 20,
       backoffMaxMs: 300,
       statusDelayMs: 50,
+      targetsDelayMs: 50,
       listen: false,
       logger: pino({ level: process.env.FLOWGATE_TEST_LOG ?? 'silent' }),
       ...over,
