@@ -1,7 +1,7 @@
 // charts/flowgate rendered for the default values and for every documented option, each rendered object
 // validated against the Kubernetes OpenAPI schemas (kubernetes-models), checked for unknown fields (as
 // `kubectl apply --validate=strict` would), and held to the chart's security and wiring invariants.
-import { readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import * as k8s from '@kubernetes/client-node'
 import { Ajv } from 'ajv'
 import test, { type ExecutionContext } from 'ava'
@@ -265,8 +265,8 @@ const SCENARIOS: Record<string, Obj> = {
   'long drain': { appliance: { drainSeconds: 900, terminationGracePeriodSeconds: 930 } },
   'privileged port': { appliance: { httpPort: 80 } },
   'plain http admin API (tests only)': { adminApi: { scheme: 'http', tls: { secretName: '' } } },
-  'events elsewhere, existing service accounts': {
-    operator: { eventsNamespace: 'default', serviceAccount: { create: false, name: 'ops' } },
+  'events in the release namespace, existing service accounts': {
+    operator: { eventsNamespace: '', serviceAccount: { create: false, name: 'ops' } },
     appliance: { serviceAccount: { create: false, name: 'app' } },
   },
   'image by digest, pull secrets, names': {
@@ -377,7 +377,7 @@ function invariants(t: T, r: Rendered, values: Obj): void {
 
   // wiring between the two: selector, token, TLS
   const selector = Object.fromEntries(
-    arg(op.args, 'appliance-selector')!
+    arg(op.args, 'selector')!
       .split(',')
       .map((kv) => kv.split('=')),
   )
@@ -446,7 +446,7 @@ test('RBAC is least privilege: exactly these rules', (t) => {
   const rules = (kind: string) => must(r, kind).rules
   t.deepEqual(rules('ClusterRole'), [
     { apiGroups: ['flowgate.io'], resources: ['flowpolicies'], verbs: ['get', 'list', 'watch'] },
-    { apiGroups: ['flowgate.io'], resources: ['flowpolicies/status'], verbs: ['get', 'patch', 'update'] },
+    { apiGroups: ['flowgate.io'], resources: ['flowpolicies/status'], verbs: ['patch'] },
   ])
   t.deepEqual(rules('Role'), [
     { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
@@ -455,10 +455,13 @@ test('RBAC is least privilege: exactly these rules', (t) => {
       apiGroups: ['coordination.k8s.io'],
       resources: ['leases'],
       resourceNames: ['flowgate-operator'],
-      verbs: ['get', 'update', 'patch'],
+      verbs: ['get', 'update'],
     },
-    { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] },
   ])
+  // Events about cluster-scoped FlowPolicies go to "default" (the operator's choice, as Kubernetes does)
+  const events = must(r, 'Role', 'flowgate-operator-events')
+  t.is(events.metadata.namespace, 'default')
+  t.deepEqual(events.rules, [{ apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] }])
   const all = r.objects.filter((o) => o.rules).flatMap((o) => o.rules)
   for (const rule of all) {
     t.false(rule.verbs.includes('*') || rule.resources.includes('*') || rule.apiGroups.includes('*'))
@@ -473,12 +476,14 @@ test('RBAC is least privilege: exactly these rules', (t) => {
   )
 })
 
-test('Events in another namespace get their own Role there', (t) => {
-  const r = render({ operator: { eventsNamespace: 'default' } })
-  const ev = r.objects.filter((o) => o.kind === 'Role' && o.metadata.namespace === 'default')
-  t.is(ev.length, 1)
-  t.deepEqual(ev[0]!.rules, [{ apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create'] }])
-  t.false(must(r, 'Role', 'flowgate-operator').rules.some((x: Obj) => x.apiGroups.includes('events.k8s.io')))
+test('Events in the release namespace need no second Role', (t) => {
+  const r = render({ operator: { eventsNamespace: '' } })
+  t.is(r.objects.filter((o) => o.kind === 'Role').length, 1)
+  t.deepEqual(must(r, 'Role', 'flowgate-operator').rules.at(-1), {
+    apiGroups: ['events.k8s.io'],
+    resources: ['events'],
+    verbs: ['create'],
+  })
 })
 
 // ------------------------------------------------------------------ the CRD
@@ -696,4 +701,74 @@ test('the chart uses only functions the renderer implements, and no unsupported 
       t.notRegex(body, /\.Files|lookup|\btpl\b/, path)
     }
   }
+})
+
+// ------------------------------------------------------------------ the flags, against the code
+
+test('the operator accepts every flag the chart passes, with the meaning the chart intends', async (t) => {
+  const { parseOperatorArgs } = await import('../../operator/src/options.ts')
+  const dir = mkdtempSync('/tmp/flowgate-chart-')
+  writeFileSync(`${dir}/ca.crt`, PEM)
+  const r = render({ gwlb: { targetGroupArn: TG }, aws: { region: 'eu-west-1' }, fleetDefault: 'Reject' })
+  const op = must(r, 'Deployment').spec.template.spec.containers[0]
+  t.is(op.args[0], 'operator')
+  const args = (op.args as string[])
+    .slice(1)
+    .map((a) => a.replace('/etc/flowgate/admin-tls/ca.crt', `${dir}/ca.crt`))
+    .map((a) => a.replace('$(POD_NAMESPACE)', NS).replace('$(POD_NAME)', 'flowgate-operator-abc'))
+  const o = parseOperatorArgs(args, {})
+  const ds = must(r, 'DaemonSet')
+  t.is(o.namespace, NS)
+  t.is(o.identity, 'flowgate-operator-abc')
+  t.is(o.tokenFile, '/etc/flowgate/admin-token/token')
+  t.is(o.adminScheme, 'https')
+  t.is(String(o.adminCa), PEM)
+  t.is(o.adminPort, 9443)
+  t.is(o.targetGroupArn, TG)
+  t.is(o.region, 'eu-west-1')
+  t.is(o.fleetDefault, 'Reject')
+  t.deepEqual(o.listen, { host: '0.0.0.0', port: 8081 })
+  t.is(o.leaseName, must(r, 'Role').rules.find((x: Obj) => x.resourceNames).resourceNames[0])
+  // the selector the operator watches matches the DaemonSet's pods
+  const sel = Object.fromEntries(o.applianceSelector!.split(',').map((kv) => kv.split('=')))
+  for (const [k, v] of Object.entries(sel)) t.is(ds.spec.template.metadata.labels[k], v)
+  // every env the Deployment sets from the downward API exists
+  t.deepEqual(
+    op.env.filter((e: Obj) => e.valueFrom).map((e: Obj) => e.name),
+    ['POD_NAME', 'POD_NAMESPACE'],
+  )
+})
+
+/**
+ * The appliance's cluster-mode flags the chart passes. The standalone CLI (cli/src/appliance.ts) knows
+ * the first group today; the second group is what the chart assumes for the admin API, its state and the
+ * CA, to be reconciled with the appliance when its cluster mode lands.
+ */
+const APPLIANCE_FLAGS_KNOWN = ['bind', 'geneve-port', 'http-port', 'io', 'drain-seconds', 'log-level']
+const APPLIANCE_FLAGS_ASSUMED = [
+  'state-dir',
+  'admin-port',
+  'admin-token-file',
+  'admin-tls-cert',
+  'admin-tls-key',
+  'ca-cert',
+  'ca-key',
+  'ca-kms-key-id',
+]
+
+test('the appliance flags the chart passes are the documented ones', (t) => {
+  // Read, not imported: the appliance command is being written beside this chart.
+  const cli = new URL('../../cli/src/appliance.ts', import.meta.url)
+  if (existsSync(cli)) {
+    const src = readFileSync(cli, 'utf8')
+    for (const f of APPLIANCE_FLAGS_KNOWN)
+      t.true(src.includes(`'${f}'`) || src.includes(` ${f}:`), `--${f} is an option of the CLI`)
+  } else t.log('cli/src/appliance.ts does not exist yet: only the chart side is checked')
+  const seen = new Set<string>()
+  for (const values of Object.values(SCENARIOS)) {
+    const app = must(render(values), 'DaemonSet').spec.template.spec.containers[0]
+    t.is(app.args[0], 'appliance')
+    for (const a of app.args.slice(1) as string[]) seen.add(/^--([a-z-]+)=/.exec(a)![1]!)
+  }
+  t.deepEqual([...seen].sort(), [...APPLIANCE_FLAGS_KNOWN, ...APPLIANCE_FLAGS_ASSUMED].sort())
 })
