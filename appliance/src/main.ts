@@ -8,7 +8,6 @@ import { startControlServer } from './control/server.ts'
 import type { Dataplane, DataplaneFactory } from './dataplane/dataplane.ts'
 import { PolicyFile } from './policy/policy-file.ts'
 import { PolicyStore } from './policy/policy-store.ts'
-import { MALFORMED_REASONS } from './wire/counters.ts'
 
 export interface ApplianceOptions {
   /** multi-document FlowPolicy YAML (standalone mode) */
@@ -38,27 +37,10 @@ export interface ApplianceHandle {
   close(): Promise<void>
 }
 
-export const DROP_REASONS = [
-  'policy-deny',
-  'policy-reject',
-  'packet-rule',
-  'every-nth',
-  'fragment-no-flow',
-  'flow-table-full',
-  'no-policy',
-  'held-timeout',
-  'held-overflow',
-] as const
-export const EVICTION_REASONS = ['idle', 'closed', 'pressure'] as const
-
 export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceHandle> {
   const log = opts.logger ?? pino({ name: 'flowgate-appliance' })
   const store = new PolicyStore()
-  const metrics = new ApplianceMetrics({
-    dropReasons: DROP_REASONS,
-    malformedReasons: MALFORMED_REASONS,
-    flowEvictionReasons: EVICTION_REASONS,
-  })
+  const metrics = new ApplianceMetrics()
   store.onChange((next) => metrics.setPolicy(next.bundle.version, next.source))
 
   let policyFile: PolicyFile | undefined

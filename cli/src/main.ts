@@ -1,4 +1,5 @@
 // The flowgate command line. Subcommands register here; each lives in its own module.
+import { applianceCommand } from './appliance.ts'
 import { compileCommand } from './compile.ts'
 import { validateCommand } from './validate.ts'
 
@@ -9,7 +10,7 @@ export interface Command {
   run(args: string[]): Promise<number>
 }
 
-const commands: Command[] = [validateCommand, compileCommand]
+const commands: Command[] = [validateCommand, compileCommand, applianceCommand]
 
 export function helpText(): string {
   const width = Math.max(...commands.map((c) => c.name.length))

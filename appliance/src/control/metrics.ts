@@ -1,61 +1,53 @@
-// Every appliance metric, named once (STYLE.md). The packet loop never calls prom-client: it bumps
-// plain numbers in typed arrays indexed by small integer codes, and prom-client reads them at scrape
-// time through collect(). Label hashing per packet would cost more than the packet.
+// Every appliance metric, named once (STYLE.md). The packet loop never calls prom-client: it bumps plain
+// numbers in typed arrays (the fast path's own counters, the I/O layer's stats), and prom-client reads
+// them at scrape time through collect(). Label hashing per packet would cost more than the packet.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 
-/** A family of counters over a fixed label set, cheap to bump from the hot path. */
-export class CounterFamily {
-  readonly values: Float64Array
-  readonly labels: readonly string[]
-  constructor(labels: readonly string[]) {
-    this.labels = labels
-    this.values = new Float64Array(labels.length)
-  }
-  inc(code: number, by = 1): void {
-    this.values[code]! += by
-  }
-  get(label: string): number {
-    return this.values[this.labels.indexOf(label)] ?? 0
-  }
-}
-
 export const DIRECTIONS = ['from-client', 'from-server'] as const
-export const VERDICTS = ['pass', 'drop', 'reject', 'rewrite', 'hold', 'inspect', 'audit-pass'] as const
-export type Direction = (typeof DIRECTIONS)[number]
-export type Verdict = (typeof VERDICTS)[number]
 
-export interface MetricsOptions {
-  /** reasons a packet is dropped after parsing (policy, packet rule, table full, …) */
+/** What the data plane exposes for scraping; all read-only from here. */
+export interface DataplaneStats {
+  /** outcome names (pass, drop, reject, rewrite, hold, divert) */
+  outcomes: readonly string[]
+  /** packets by [direction * outcomes.length + outcome] */
+  packets: Float64Array
+  bytes: Float64Array
   dropReasons: readonly string[]
-  /** reasons a packet fails to parse; the codec's list */
+  drops: Float64Array
   malformedReasons: readonly string[]
-  flowEvictionReasons: readonly string[]
+  malformed: Float64Array
+  flows(): {
+    active: number
+    capacity: number
+    created: number
+    expired: number
+    evicted: number
+    refused: number
+  }
+  io(): { backend: string; rxPackets: number; txPackets: number; rxTruncated: number; txDropped: number }
+  /** peek outcomes for flows held for their first bytes */
+  peeks: { names: readonly string[]; counts: Float64Array }
 }
 
 export class ApplianceMetrics {
   readonly registry = new Registry()
-  /** index: direction * VERDICTS.length + verdict */
-  readonly packets = new Float64Array(DIRECTIONS.length * VERDICTS.length)
-  readonly bytes = new Float64Array(DIRECTIONS.length * VERDICTS.length)
-  readonly drops: CounterFamily
-  readonly malformed: CounterFamily
-  readonly flowsEvicted: CounterFamily
-  flowsCreated = 0
-  flowsActive = 0
-  flowTableCapacity = 0
   readonly decisionSeconds: Histogram
   readonly policyReloads: Counter<'result'>
   private readonly policyInfo: Gauge<'version' | 'source'>
   private readonly draining: Gauge
+  private dp: DataplaneStats | undefined
 
-  constructor(opts: MetricsOptions) {
-    this.drops = new CounterFamily(opts.dropReasons)
-    this.malformed = new CounterFamily(opts.malformedReasons)
-    this.flowsEvicted = new CounterFamily(opts.flowEvictionReasons)
+  constructor() {
     const r = this.registry
     collectDefaultMetrics({ register: r, prefix: 'flowgate_appliance_' })
+    const dp = () => this.dp
     // Counters mirror totals kept by the packet loop: reset, then set to the absolute value at scrape.
-    const mirror = (name: string, help: string, labelNames: string[], read: (c: Counter<string>) => void) =>
+    const mirror = (
+      name: string,
+      help: string,
+      labelNames: string[],
+      read: (c: Counter<string>, s: DataplaneStats) => void,
+    ) =>
       new Counter({
         name,
         help,
@@ -63,67 +55,97 @@ export class ApplianceMetrics {
         registers: [r],
         collect() {
           this.reset()
-          read(this)
+          const s = dp()
+          if (s) read(this, s)
         },
       })
-    const byDirVerdict = (values: Float64Array) => (c: Counter<string>) => {
-      for (const [di, direction] of DIRECTIONS.entries()) {
-        for (const [vi, verdict] of VERDICTS.entries()) {
-          const n = values[di * VERDICTS.length + vi]!
-          if (n) c.inc({ direction, verdict }, n)
+    const byDirection =
+      (values: (s: DataplaneStats) => Float64Array) => (c: Counter<string>, s: DataplaneStats) => {
+        const v = values(s)
+        for (const [di, direction] of DIRECTIONS.entries()) {
+          for (const [oi, verdict] of s.outcomes.entries()) {
+            const n = v[di * s.outcomes.length + oi]!
+            if (n) c.inc({ direction, verdict }, n)
+          }
         }
       }
-    }
-    const byReason = (fam: CounterFamily) => (c: Counter<string>) =>
-      fam.labels.forEach((reason, i) => {
-        const n = fam.values[i]!
-        if (n) c.inc({ reason }, n)
-      })
+    const byReason =
+      (names: (s: DataplaneStats) => readonly string[], values: (s: DataplaneStats) => Float64Array) =>
+      (c: Counter<string>, s: DataplaneStats) => {
+        const v = values(s)
+        for (const [i, reason] of names(s).entries()) if (v[i]) c.inc({ reason }, v[i]!)
+      }
     mirror(
       'flowgate_packets_total',
-      'Inner packets handled, by direction and verdict',
+      'Inner packets, by direction and verdict',
       ['direction', 'verdict'],
-      byDirVerdict(this.packets),
+      byDirection((s) => s.packets),
     )
     mirror(
       'flowgate_bytes_total',
-      'Inner bytes handled, by direction and verdict',
+      'Inner bytes, by direction and verdict',
       ['direction', 'verdict'],
-      byDirVerdict(this.bytes),
+      byDirection((s) => s.bytes),
     )
     mirror(
       'flowgate_drops_total',
-      'Packets dropped after parsing, by reason',
+      'Packets dropped, by reason',
       ['reason'],
-      byReason(this.drops),
+      byReason(
+        (s) => s.dropReasons,
+        (s) => s.drops,
+      ),
     )
     mirror(
       'flowgate_packets_malformed_total',
       'Datagrams that failed to parse, by reason',
       ['reason'],
-      byReason(this.malformed),
+      byReason(
+        (s) => s.malformedReasons.slice(1),
+        (s) => s.malformed.subarray(1),
+      ),
     )
+    mirror('flowgate_peeks_total', 'First-bytes peeks of held flows, by result', ['result'], (c, s) => {
+      for (const [i, result] of s.peeks.names.entries())
+        if (s.peeks.counts[i]) c.inc({ result }, s.peeks.counts[i]!)
+    })
+    mirror('flowgate_flows_created_total', 'Flows created', [], (c, s) => c.inc(s.flows().created))
     mirror(
       'flowgate_flows_evicted_total',
-      'Flows removed from the table, by reason',
+      'Flows removed before their idle timeout, by reason',
       ['reason'],
-      byReason(this.flowsEvicted),
+      (c, s) => {
+        const f = s.flows()
+        if (f.evicted) c.inc({ reason: 'pressure' }, f.evicted)
+        if (f.expired) c.inc({ reason: 'idle' }, f.expired)
+        if (f.refused) c.inc({ reason: 'refused' }, f.refused)
+      },
     )
-    mirror('flowgate_flows_created_total', 'Flows created', [], (c) => c.inc(this.flowsCreated))
-    const gauge = (name: string, help: string, read: () => number) =>
+    mirror('flowgate_io_packets_total', 'Geneve datagrams through the I/O layer', ['direction'], (c, s) => {
+      const io = s.io()
+      c.inc({ direction: 'rx' }, io.rxPackets)
+      c.inc({ direction: 'tx' }, io.txPackets)
+    })
+    mirror('flowgate_io_errors_total', 'Datagrams the I/O layer could not handle', ['kind'], (c, s) => {
+      const io = s.io()
+      if (io.rxTruncated) c.inc({ kind: 'rx_truncated' }, io.rxTruncated)
+      if (io.txDropped) c.inc({ kind: 'tx_dropped' }, io.txDropped)
+    })
+    const gauge = (name: string, help: string, read: (s: DataplaneStats) => number) =>
       new Gauge({
         name,
         help,
         registers: [r],
         collect() {
-          this.set(read())
+          const s = dp()
+          this.set(s ? read(s) : 0)
         },
       })
-    gauge('flowgate_flows_active', 'Flows in the table', () => this.flowsActive)
-    gauge('flowgate_flow_table_capacity', 'Flow table capacity', () => this.flowTableCapacity)
+    gauge('flowgate_flows_active', 'Flows in the table', (s) => s.flows().active)
+    gauge('flowgate_flow_table_capacity', 'Flow table capacity', (s) => s.flows().capacity)
     this.decisionSeconds = new Histogram({
       name: 'flowgate_decision_duration_seconds',
-      help: 'Policy decision latency per new flow',
+      help: 'Policy decision latency (new flows and L7 re-decisions)',
       buckets: [0.5e-6, 1e-6, 2e-6, 5e-6, 10e-6, 50e-6, 200e-6, 1e-3],
       registers: [r],
     })
@@ -144,6 +166,10 @@ export class ApplianceMetrics {
       help: '1 while the appliance drains',
       registers: [r],
     })
+  }
+
+  attachDataplane(stats: DataplaneStats): void {
+    this.dp = stats
   }
 
   setPolicy(version: string, source: string): void {

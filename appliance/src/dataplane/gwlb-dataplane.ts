@@ -1,0 +1,326 @@
+// The GWLB packet path: Geneve datagrams in through PacketIO, each through the fast path (parse, flow
+// table, decision, packet rules), and back out the GWLB way (GWLB.md "Returning a packet"). Flows whose
+// decision needs their first bytes are held by PeekHolds and decided when the ClientHello or request line
+// shows; their held packets are then released or both sides are reset.
+import type { Decision, FlowFacts } from '../../../policy/src/engine/index.ts'
+import { PolicyEngine } from '../../../policy/src/engine/index.ts'
+import type { DataplaneStats } from '../control/metrics.ts'
+import { DROP_REASONS, OUTCOMES, Outcome } from '../fastpath/counters.ts'
+import { FastPath, FastPathResult } from '../fastpath/fastpath.ts'
+import { FlowTable } from '../flow/table.ts'
+import { type PacketIO, type ReturnPath, type RxBatch, startPacketIO } from '../io/index.ts'
+import { buildRstToReceiver, buildRstToSender } from '../wire/build.ts'
+import { MALFORMED_REASONS } from '../wire/counters.ts'
+import { IpProto, ParsedPacket, parsePacket } from '../wire/packet.ts'
+import type { Dataplane, DataplaneContext, DataplaneFactory } from './dataplane.ts'
+import { type HoldOptions, type HoldStep, PEEK_RESULTS, PeekHolds } from './peek-hold.ts'
+
+export interface GwlbDataplaneOptions {
+  io?: 'auto' | 'native' | 'dgram'
+  flowCapacity?: number
+  tcpIdleMs?: number
+  otherIdleMs?: number
+  hold?: Partial<HoldOptions>
+  /** how often idle flows and held flows are swept */
+  sweepMs?: number
+}
+
+/** Drops decided by this loop rather than the fast path (appended to the fast path's reasons). */
+export const LOOP_DROPS = ['l7_unavailable', 'held_reset'] as const
+const L7_UNAVAILABLE = 0
+const HELD_RESET = 1
+
+const MAX_DATAGRAM = 65_535
+
+export function gwlbDataplane(options: GwlbDataplaneOptions = {}): DataplaneFactory {
+  return async (ctx) => GwlbDataplane.start(ctx, options)
+}
+
+export class GwlbDataplane implements Dataplane {
+  readonly flows: FlowTable
+  readonly fastpath: FastPath
+  readonly holds: PeekHolds
+  private io: PacketIO | undefined
+  private readonly ctx: DataplaneContext
+  private readonly result = new FastPathResult()
+  private readonly reparsed = new ParsedPacket()
+  private readonly rst = Buffer.alloc(MAX_DATAGRAM)
+  private readonly packets = new Float64Array(2 * OUTCOMES.length)
+  private readonly bytes = new Float64Array(2 * OUTCOMES.length)
+  private readonly loopDrops = new Float64Array(LOOP_DROPS.length)
+  private sweepTimer: NodeJS.Timeout | undefined
+  private closed = false
+  private failure = ''
+  private warnedL7 = false
+
+  private constructor(ctx: DataplaneContext, o: GwlbDataplaneOptions) {
+    this.ctx = ctx
+    this.flows = new FlowTable({
+      capacity: o.flowCapacity ?? 262_144,
+      ...(o.tcpIdleMs !== undefined ? { tcpIdleMs: o.tcpIdleMs } : {}),
+      ...(o.otherIdleMs !== undefined ? { otherIdleMs: o.otherIdleMs } : {}),
+    })
+    // Without a policy nothing is allowed: health already fails, so GWLB should not send us flows.
+    const engine = ctx.store.current?.engine ?? new PolicyEngine([], 'Deny')
+    this.fastpath = new FastPath({ flows: this.flows, engine })
+    this.holds = new PeekHolds(o.hold)
+    ctx.store.onChange((next) => this.fastpath.setEngine(next.engine))
+  }
+
+  static async start(ctx: DataplaneContext, o: GwlbDataplaneOptions): Promise<GwlbDataplane> {
+    const dp = new GwlbDataplane(ctx, o)
+    dp.io = await startPacketIO(
+      { backend: o.io ?? 'auto', bindAddr: ctx.bind === '::' ? '0.0.0.0' : ctx.bind, port: ctx.genevePort },
+      (batch) => dp.onBatch(batch),
+      (reason) =>
+        ctx.log.warn({ reason: reason.message }, 'fast packet I/O unavailable; using the dgram backend'),
+    )
+    ctx.metrics.attachDataplane(dp.stats())
+    const sweepMs = o.sweepMs ?? 250
+    dp.sweepTimer = setInterval(() => dp.sweep(Date.now()), sweepMs)
+    dp.sweepTimer.unref()
+    ctx.log.info(
+      { backend: dp.io.backend, port: dp.io.port, flowCapacity: dp.flows.capacity },
+      'packet loop started',
+    )
+    return dp
+  }
+
+  get port(): number {
+    return this.io?.port ?? 0
+  }
+
+  alive(): boolean {
+    return !!this.io && !this.closed && !this.failure
+  }
+
+  detail(): string {
+    if (this.failure) return this.failure
+    if (this.closed) return 'closed'
+    return this.io ? `${this.io.backend} on ${this.io.port}` : 'starting'
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    clearInterval(this.sweepTimer)
+    await this.io?.close()
+  }
+
+  private onBatch(batch: RxBatch): void {
+    const now = Date.now()
+    const io = this.io!
+    const r = this.result
+    for (let i = 0; i < batch.count; i++) {
+      const len = batch.length(i)
+      if (len === 0) continue
+      // The fast path parses from index 0, so hand it a view starting at the Geneve header.
+      const buf = batch.buffer(i)
+      const off = batch.offset(i)
+      const view = off === 0 ? buf : buf.subarray(off, off + batch.capacity(i))
+      try {
+        this.fastpath.processDatagram(view, len, batch.remoteAddr(i), batch.remotePort(i), now, r)
+      } catch (err) {
+        // Parsers are total; this is a bug. Count it, drop the packet, keep the loop alive.
+        this.ctx.log.error({ err }, 'packet handling threw; packet dropped')
+        continue
+      }
+      this.count(r)
+      switch (r.outcome) {
+        case Outcome.pass:
+          io.reply(batch, i, r.outLen)
+          break
+        case Outcome.rewrite:
+        case Outcome.reject:
+          io.send(r.out, 0, r.outLen, this.pathOf(batch, i))
+          break
+        case Outcome.hold:
+          this.onHold(batch, i, now)
+          break
+        case Outcome.divert:
+          this.onDivert(batch, i)
+          break
+        default:
+          this.onDrop(batch, i)
+      }
+    }
+  }
+
+  private pathOf(batch: RxBatch, i: number): ReturnPath {
+    return { localAddr: batch.localAddr(i), remoteAddr: batch.remoteAddr(i), remotePort: batch.remotePort(i) }
+  }
+
+  private count(r: FastPathResult): void {
+    if (r.flow < 0) return
+    const p = this.fastpath.lastPacket
+    const k = r.dir * OUTCOMES.length + r.outcome
+    this.packets[k]!++
+    this.bytes[k]! += p.ipEnd - p.ipOff
+  }
+
+  /** Deny on TCP resets the sender, so a client fails at once instead of by timeout. */
+  private onDrop(batch: RxBatch, i: number): void {
+    const r = this.result
+    const p = this.fastpath.lastPacket
+    if (r.decision?.action === 'Deny' && r.flow >= 0 && p.protocol === IpProto.TCP) {
+      const n = buildRstToSender(p, this.rst)
+      if (n > 0) this.io!.send(this.rst, 0, n, this.pathOf(batch, i))
+    }
+  }
+
+  /**
+   * Inspect and Authorize need the L7 path (user-space TCP, TLS, HTTP), which is not in this build: fail
+   * closed — reset TCP, drop the rest — and say so once in the log.
+   */
+  private onDivert(batch: RxBatch, i: number): void {
+    this.loopDrops[L7_UNAVAILABLE]!++
+    if (!this.warnedL7) {
+      this.warnedL7 = true
+      this.ctx.log.warn(
+        'a flow matched Inspect/Authorize, which this build cannot do yet; such flows are reset',
+      )
+    }
+    const p = this.fastpath.lastPacket
+    if (p.protocol === IpProto.TCP) {
+      const n = buildRstToSender(p, this.rst)
+      if (n > 0) this.io!.send(this.rst, 0, n, this.pathOf(batch, i))
+    }
+  }
+
+  private onHold(batch: RxBatch, i: number, now: number): void {
+    const r = this.result
+    const p = this.fastpath.lastPacket
+    const flow = r.flow
+    const gen = this.flows.gen[flow]!
+    const l4 = () => this.l4Facts(p, r.dir)
+    if (p.protocol !== IpProto.TCP || p.payloadLen === 0) {
+      // Handshake, pure ACKs and FINs pass: the client has to reach the point of sending its first bytes.
+      this.io!.reply(batch, i, p.ipEnd)
+      return
+    }
+    const step =
+      r.dir === 1
+        ? this.holds.serverFirst(flow, gen, now, l4)
+        : this.holds.clientData(p, flow, gen, this.pathOf(batch, i), now, l4)
+    if (r.dir === 1 && step.kind === 'decide') {
+      // Decide, then handle this server packet like any other of the flow.
+      this.resolve(step)
+      const copy = Buffer.from(p.buf.subarray(0, p.ipEnd))
+      this.replay(copy, this.pathOf(batch, i), now)
+      return
+    }
+    if (step.kind === 'decide') this.resolve(step)
+  }
+
+  private l4Facts(p: ParsedPacket, dir: 0 | 1): FlowFacts {
+    const fromClient = dir === this.clientDir()
+    return {
+      endpoint: p.endpointId(),
+      family: p.family,
+      src: Uint8Array.from(fromClient ? p.src() : p.dst()),
+      dst: Uint8Array.from(fromClient ? p.dst() : p.src()),
+      protocol: p.protocol,
+      dstPort: fromClient ? p.dstPort : p.srcPort,
+    }
+  }
+
+  /** Direction 0 is the flow's first direction, which the fast path orients to the client. */
+  private clientDir(): 0 | 1 {
+    return 0
+  }
+
+  private resolve(step: Extract<HoldStep, { kind: 'decide' }>): void {
+    const h = step.held
+    const start = process.hrtime.bigint()
+    const engine = this.ctx.store.current?.engine
+    let d: Decision = engine
+      ? engine.decide({ ...h.l4, ...step.facts })
+      : { kind: 'final', action: 'Deny', needs: 0 }
+    this.ctx.metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - start) / 1e9)
+    if (!this.flows.isLive(h.flow) || this.flows.gen[h.flow] !== h.gen) return // the flow ended meanwhile
+    if (d.kind === 'pending') {
+      // Still needs the HTTP request of a TLS flow: only interception can tell.
+      d = { ...d, kind: 'final', action: 'Inspect' }
+    }
+    this.fastpath.setDecision(h.flow, d)
+    const now = Date.now()
+    if (d.action === 'Deny' || d.action === 'Reject') {
+      this.resetBoth(h.packets.at(-1))
+      this.loopDrops[HELD_RESET]! += h.packets.length
+      return
+    }
+    for (const pkt of h.packets) this.replay(pkt.bytes, pkt.path, now)
+    this.io?.flush()
+  }
+
+  /** Runs a held (copied) datagram through the fast path again, now that its flow is decided. */
+  private replay(bytes: Buffer, path: ReturnPath, now: number): void {
+    const r = this.result
+    this.fastpath.processDatagram(bytes, bytes.length, path.remoteAddr, path.remotePort, now, r)
+    this.count(r)
+    if (r.outcome === Outcome.pass || r.outcome === Outcome.rewrite || r.outcome === Outcome.reject) {
+      this.io?.send(r.out, 0, r.outLen, path)
+    } else if (r.outcome === Outcome.divert) {
+      this.loopDrops[L7_UNAVAILABLE]!++
+      this.resetBoth({ bytes, path })
+    }
+  }
+
+  /** After a deny on the first bytes the connection is established: reset the client and the server. */
+  private resetBoth(pkt: { bytes: Buffer; path: ReturnPath } | undefined): void {
+    if (!pkt || !this.io) return
+    const p = this.reparsed
+    if (parsePacket(pkt.bytes, pkt.bytes.length, p) !== 0) return
+    let n = buildRstToSender(p, this.rst)
+    if (n > 0) this.io.send(this.rst, 0, n, pkt.path)
+    n = buildRstToReceiver(p, this.rst)
+    if (n > 0) this.io.send(this.rst, 0, n, pkt.path)
+    this.io.flush()
+  }
+
+  private sweep(now: number): void {
+    try {
+      this.flows.sweep(now)
+      for (const step of this.holds.expire(now)) if (step.kind === 'decide') this.resolve(step)
+    } catch (err) {
+      this.ctx.log.error({ err }, 'sweep failed')
+    }
+  }
+
+  stats(): DataplaneStats {
+    const fp = this.fastpath
+    const self = this
+    return {
+      outcomes: OUTCOMES,
+      packets: this.packets,
+      bytes: this.bytes,
+      dropReasons: [...DROP_REASONS, ...LOOP_DROPS],
+      get drops() {
+        const out = new Float64Array(DROP_REASONS.length + LOOP_DROPS.length)
+        out.set(fp.drops)
+        out.set(self.loopDrops, DROP_REASONS.length)
+        return out
+      },
+      malformedReasons: MALFORMED_REASONS,
+      malformed: fp.malformed.counts,
+      flows: () => ({
+        active: this.flows.size,
+        capacity: this.flows.capacity,
+        created: this.flows.stats.created,
+        expired: this.flows.stats.expired,
+        evicted: this.flows.stats.evicted,
+        refused: this.flows.stats.refused,
+      }),
+      io: () => {
+        const s = this.io?.stats
+        return {
+          backend: this.io?.backend ?? 'none',
+          rxPackets: s?.rxPackets ?? 0,
+          txPackets: s?.txPackets ?? 0,
+          rxTruncated: s?.rxTruncated ?? 0,
+          txDropped: s?.txDropped ?? 0,
+        }
+      },
+      peeks: { names: PEEK_RESULTS, counts: this.holds.results },
+    }
+  }
+}
