@@ -39,6 +39,9 @@ export interface KmsCall {
   keyId: string | undefined
   status: number
   errorType?: string
+  /** Sign: MessageType and the decoded message length */
+  messageType?: string
+  messageLength?: number
 }
 
 type FaultKind = 'throttle' | 'internal' | 'bad-signature'
@@ -295,6 +298,8 @@ export class KmsServer {
               `Algorithm ${String(alg)} is incompatible with key spec ${k.spec}.`,
             )
           const message = Buffer.from(String(body.Message ?? ''), 'base64')
+          call.messageType = String(body.MessageType ?? 'RAW')
+          call.messageLength = message.length
           let digest: Buffer
           if (body.MessageType === 'DIGEST') {
             if (message.length !== 32)
