@@ -434,6 +434,36 @@ static uint16_t fold(uint64_t s) {
   return (uint16_t)s;
 }
 
+// The same sum over a payload, 8 bytes per step in native byte order: the ones'-complement sum is
+// byte-order independent up to a final swap (RFC 1071 §2(B)), and wide loads cut the per-byte cost that
+// dominates at 1,400-byte packets. Returns the folded sum as big-endian words would give it.
+static uint16_t sum_payload(const uint8_t *b, size_t len) {
+  uint64_t acc = 0;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    memcpy(&w, b + i, 8);
+    acc += w >> 32;
+    acc += w & 0xffffffffu;
+  }
+  for (; i + 2 <= len; i += 2) {
+    uint16_t w;
+    memcpy(&w, b + i, 2);
+    acc += w;
+  }
+  if (i < len) {
+    uint8_t last[2] = {b[i], 0}; // odd tail padded with a zero byte, as RFC 1071 §4.1
+    uint16_t w;
+    memcpy(&w, last, 2);
+    acc += w;
+  }
+  uint16_t f = fold(acc);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  f = (uint16_t)((f >> 8) | (f << 8));
+#endif
+  return f;
+}
+
 static void put16(uint8_t *p, uint16_t v) {
   p[0] = v >> 8;
   p[1] = v & 0xff;
@@ -471,7 +501,7 @@ static void build_outer(uint8_t *h, uint32_t src, uint32_t dst, uint16_t sport, 
   // RFC 768 pseudo-header: src, dst, zero, protocol, UDP length.
   uint64_t s = (src >> 16) + (src & 0xffff) + (dst >> 16) + (dst & 0xffff) + IPPROTO_UDP + udplen;
   s = sum16(u, 8, s);
-  s = sum16(payload, plen, s);
+  s += sum_payload(payload, plen);
   uint16_t c = (uint16_t)~fold(s);
   put16(u + 6, c == 0 ? 0xffff : c); // RFC 768: a computed 0 is sent as all ones
 }
