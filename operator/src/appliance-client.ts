@@ -13,6 +13,8 @@ export interface ApplianceClientOptions {
   scheme?: 'http' | 'https'
   /** PEM bundle that signs the appliances' serving certificates */
   ca?: string | Buffer
+  /** verify the certificate against this name (and send it as SNI) instead of the address dialled */
+  serverName?: string
   timeoutMs?: number
 }
 
@@ -78,6 +80,7 @@ export class ApplianceClient {
           method,
           path,
           agent: this.#agent,
+          ...(this.#o.serverName ? { servername: this.#o.serverName } : {}),
           timeout: this.#o.timeoutMs ?? 5000,
           headers: {
             authorization: `Bearer ${token}`,

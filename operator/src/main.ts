@@ -64,6 +64,11 @@ export interface OperatorOptions {
   adminScheme?: 'http' | 'https'
   /** PEM of the CA that signs the appliances' serving certificates */
   adminCa?: string | Buffer
+  /**
+   * the name the appliances' serving certificates are verified against: pods are dialled by IP, and
+   * their certificate names the appliance Service (e.g. flowgate-appliance.flowgate-system.svc)
+   */
+  adminServerName?: string
   adminTimeoutMs?: number
   /** the mounted Secret file with the admin bearer token(s) */
   tokenFile: string
@@ -148,6 +153,7 @@ export async function runOperator(o: OperatorOptions): Promise<RunningOperator> 
     tokens,
     scheme: o.adminScheme ?? 'https',
     ...(o.adminCa ? { ca: o.adminCa } : {}),
+    ...(o.adminServerName ? { serverName: o.adminServerName } : {}),
     ...(o.adminTimeoutMs ? { timeoutMs: o.adminTimeoutMs } : {}),
   })
   const resyncMs = o.resyncMs ?? 60_000

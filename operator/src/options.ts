@@ -14,11 +14,13 @@ export const OPERATOR_USAGE = `flowgate operator [options]
   --admin-port N             admin port when a pod declares no "admin" container port (default 9443)
   --admin-scheme https|http  (default https)
   --admin-ca PATH            CA bundle of the appliances' serving certificates (env FLOWGATE_ADMIN_CA)
+  --admin-server-name NAME   name the appliances' certificates are checked against (they are dialled by IP)
   --target-group-arn ARN     GWLB target group; omit to leave targets alone (env FLOWGATE_TARGET_GROUP_ARN)
   --region REGION            AWS region (env AWS_REGION)
   --fleet-default Allow|Deny for flows no policy decides (default Allow)
   --identity NAME            Lease holder identity (env POD_NAME; default hostname_pid)
   --lease-name NAME          (default flowgate-operator)
+  --events-namespace NS      where Events about (cluster-scoped) FlowPolicies go (default default)
   --listen HOST:PORT         metrics and health server (default 0.0.0.0:8080)`
 
 const FLAGS = new Set([
@@ -28,6 +30,8 @@ const FLAGS = new Set([
   'admin-port',
   'admin-scheme',
   'admin-ca',
+  'admin-server-name',
+  'events-namespace',
   'target-group-arn',
   'region',
   'fleet-default',
@@ -71,6 +75,10 @@ export function parseOperatorArgs(args: string[], env: NodeJS.ProcessEnv = proce
   }
   const ca = get('admin-ca', 'FLOWGATE_ADMIN_CA')
   if (ca) o.adminCa = readFileSync(ca)
+  const serverName = get('admin-server-name')
+  if (serverName) o.adminServerName = serverName
+  const eventsNs = get('events-namespace')
+  if (eventsNs) o.eventsNamespace = eventsNs
   const arn = get('target-group-arn', 'FLOWGATE_TARGET_GROUP_ARN')
   if (arn) {
     if (!/^arn:aws[\w-]*:elasticloadbalancing:[\w-]+:\d{12}:targetgroup\/[\w-]+\/[0-9a-f]+$/.test(arn))

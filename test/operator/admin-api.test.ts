@@ -1,5 +1,6 @@
 // The appliance's admin API over real HTTP: authentication, validation, atomic apply, persistence and
 // token rotation — and the operator's client for it.
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -185,4 +186,74 @@ test('TokenFile: a removed token is accepted only for the grace period; comparis
   t.true(tf.configured(), 'the removed token is still in its grace period')
   now += 6000
   t.false(tf.configured())
+})
+
+test('over TLS: the operator verifies the appliance certificate against the configured name, not the IP it dials', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'flowgate-tls-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const sh = (args: string[]) => {
+    const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' })
+    if (r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`)
+  }
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+  sh(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=test-ca'])
+  sh(['req', ...ec, '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=fg-appliance.test.svc'])
+  writeFileSync(join(dir, 'ext'), 'subjectAltName=DNS:fg-appliance.test.svc\n')
+  sh([
+    'x509',
+    '-req',
+    '-in',
+    'srv.csr',
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'srv.crt',
+    '-days',
+    '1',
+    '-extfile',
+    'ext',
+  ])
+  sh([
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    'other.key',
+    '-out',
+    'other.crt',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=other-ca',
+  ])
+  const read = (f: string) => readFileSync(join(dir, f))
+  writeFileSync(join(dir, 'token'), 'tls-token\n')
+  const app = Fastify({ logger: false, https: { key: read('srv.key'), cert: read('srv.crt') } })
+  await app.register(adminApi, {
+    tokens: new TokenFile({ path: join(dir, 'token') }),
+    stateDir: join(dir, 'state'),
+    apply: () => {},
+  })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => app.close())
+  const ep = { host: '127.0.0.1', port: (app.server.address() as { port: number }).port }
+  const tokens = new TokenFile({ path: join(dir, 'token') })
+  const client = (o: { ca: Buffer; serverName?: string }) => {
+    const c = new ApplianceClient({ tokens, scheme: 'https', ...o })
+    t.teardown(() => c.destroy())
+    return c
+  }
+  t.is(
+    await client({ ca: read('ca.crt'), serverName: 'fg-appliance.test.svc' }).push(ep, bundleA),
+    bundleA.version,
+  )
+  const byIp = await t.throwsAsync(client({ ca: read('ca.crt') }).version(ep))
+  t.regex(byIp!.message, /IP|altnames|match/i)
+  const wrongCa = await t.throwsAsync(
+    client({ ca: read('other.crt'), serverName: 'fg-appliance.test.svc' }).version(ep),
+  )
+  t.regex(wrongCa!.message, /certificate/i)
 })

@@ -370,12 +370,26 @@ test("informer: the client library's own inactivity abort is a quiet watch, re-w
 
 test('parseOperatorArgs: flags over environment, region from the ARN, field-precise refusals', (t) => {
   const arn = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/flowgate/0123456789abcdef'
-  const o = parseOperatorArgs(['--namespace', 'fg', '--token-file=/var/run/token', '--admin-port', '9444'], {
-    POD_NAMESPACE: 'ignored',
-    FLOWGATE_TARGET_GROUP_ARN: arn,
-    POD_NAME: 'operator-7d9c',
-  })
+  const o = parseOperatorArgs(
+    [
+      '--namespace',
+      'fg',
+      '--token-file=/var/run/token',
+      '--admin-port',
+      '9444',
+      '--events-namespace=ops',
+      '--admin-server-name',
+      'fg-appliance.fg.svc',
+    ],
+    {
+      POD_NAMESPACE: 'ignored',
+      FLOWGATE_TARGET_GROUP_ARN: arn,
+      POD_NAME: 'operator-7d9c',
+    },
+  )
   t.like(o, {
+    eventsNamespace: 'ops',
+    adminServerName: 'fg-appliance.fg.svc',
     namespace: 'fg',
     tokenFile: '/var/run/token',
     adminPort: 9444,
