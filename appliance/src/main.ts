@@ -3,15 +3,26 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import { type Logger, pino } from 'pino'
 import type { DefaultAction } from '../../policy/src/schema.ts'
+import { startAdminServer } from './control/admin-server.ts'
 import { ApplianceMetrics } from './control/metrics.ts'
 import { startControlServer } from './control/server.ts'
 import type { Dataplane, DataplaneFactory } from './dataplane/dataplane.ts'
 import { PolicyFile } from './policy/policy-file.ts'
 import { PolicyStore } from './policy/policy-store.ts'
 
+export interface AdminOptions {
+  port: number
+  tokenFile: string
+  stateDir: string
+  tlsCert?: string
+  tlsKey?: string
+}
+
 export interface ApplianceOptions {
   /** multi-document FlowPolicy YAML (standalone mode) */
   policies?: string
+  /** the admin API the operator pushes bundles to (operator-managed mode) */
+  admin?: AdminOptions
   genevePort: number
   httpPort: number
   bind: string
@@ -28,6 +39,7 @@ export interface ApplianceHandle {
   metrics: ApplianceMetrics
   policyFile?: PolicyFile
   control: FastifyInstance
+  admin?: FastifyInstance
   /** http://host:port of the control surface */
   url: string
   isDraining(): boolean
@@ -56,6 +68,13 @@ export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceH
     policyFile.watch()
   }
 
+  let admin: FastifyInstance | undefined
+  if (opts.admin) {
+    // Registering the admin API restores the last good bundle from the state directory, so a restarted
+    // appliance serves its policy before the operator calls again.
+    admin = await startAdminServer({ host: opts.bind, ...opts.admin, store, logger: log })
+  }
+
   let draining = false
   let dataplane: Dataplane | undefined
   const control = await startControlServer({
@@ -75,6 +94,7 @@ export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceH
     dataplane = await opts.dataplane({ store, metrics, log, bind: opts.bind, genevePort: opts.genevePort })
   } catch (err) {
     await control.close()
+    await admin?.close()
     policyFile?.close()
     throw err
   }
@@ -89,6 +109,7 @@ export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceH
     closing ??= (async () => {
       policyFile?.close()
       await dataplane?.close()
+      await admin?.close()
       await control.close()
     })()
     return closing
@@ -112,5 +133,8 @@ export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceH
     { url, genevePort: opts.genevePort, policy: store.current?.bundle.version ?? null },
     'appliance started',
   )
-  return { store, metrics, policyFile, control, url, isDraining: () => draining, drain, close }
+  const handle: ApplianceHandle = { store, metrics, control, url, isDraining: () => draining, drain, close }
+  if (policyFile) handle.policyFile = policyFile
+  if (admin) handle.admin = admin
+  return handle
 }

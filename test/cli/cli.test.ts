@@ -135,7 +135,7 @@ test('compile refuses to write a partial bundle', async (t) => {
 test('appliance: a missing --policies or a bad port is a usage error, not a crash', async (t) => {
   const r = await flowgate('appliance')
   t.is(r.code, 2)
-  t.regex(r.stderr, /--policies FILE is required/)
+  t.regex(r.stderr, /give either --policies FILE \(standalone\) or --admin-token-file FILE/)
   const p = await flowgate('appliance', '--policies', 'x.yaml', '--geneve-port', '70000')
   t.is(p.code, 2)
   t.regex(p.stderr, /--geneve-port must be a whole number from 1 to 65535/)

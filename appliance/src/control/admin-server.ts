@@ -1,0 +1,42 @@
+// The admin API's own listener. It is apart from the health/metrics port because it carries a secret
+// (the bearer token) and accepts configuration: it speaks TLS when given a serving certificate (the
+// chart's default), and plain HTTP only when told to (tests, a laptop).
+import { readFileSync } from 'node:fs'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import type { ConfigBundle } from '../../../policy/src/bundle.ts'
+import type { CheckedPolicy } from '../../../policy/src/validate.ts'
+import { adminApi } from '../admin/plugin.ts'
+import { TokenFile } from '../admin/tokens.ts'
+import type { PolicyStore } from '../policy/policy-store.ts'
+
+export interface AdminServerOptions {
+  host: string
+  port: number
+  tokenFile: string
+  stateDir: string
+  /** PEM files of the serving certificate and key; both or neither */
+  tlsCert?: string
+  tlsKey?: string
+  store: PolicyStore
+  logger: Logger
+}
+
+export async function startAdminServer(o: AdminServerOptions): Promise<FastifyInstance> {
+  const loggerInstance = o.logger.child({ component: 'admin' }) as FastifyBaseLogger
+  // The key is read into memory once; it is never logged or copied elsewhere.
+  const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null
+  const app = (https
+    ? Fastify({ loggerInstance, disableRequestLogging: true, https })
+    : Fastify({ loggerInstance, disableRequestLogging: true })) as unknown as FastifyInstance
+  const tokens = new TokenFile({ path: o.tokenFile })
+  await app.register(adminApi, {
+    tokens,
+    stateDir: o.stateDir,
+    apply: (bundle: ConfigBundle, policies: CheckedPolicy[]) => {
+      o.store.apply(bundle, policies, 'admin-api')
+    },
+  })
+  await app.listen({ host: o.host, port: o.port })
+  return app
+}
