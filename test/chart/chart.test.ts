@@ -727,6 +727,8 @@ test('the operator accepts every flag the chart passes, with the meaning the cha
   t.is(o.targetGroupArn, TG)
   t.is(o.region, 'eu-west-1')
   t.is(o.fleetDefault, 'Reject')
+  t.is(o.adminServerName, 'flowgate-appliance.flowgate-system.svc')
+  t.is(o.eventsNamespace, must(r, 'Role', 'flowgate-operator-events').metadata.namespace)
   t.deepEqual(o.listen, { host: '0.0.0.0', port: 8081 })
   t.is(o.leaseName, must(r, 'Role').rules.find((x: Obj) => x.resourceNames).resourceNames[0])
   // the selector the operator watches matches the DaemonSet's pods
