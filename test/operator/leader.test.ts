@@ -48,7 +48,8 @@ test.serial(
     t.true(leaderStopped <= standbyStarted, 'the old leader stopped acting before the new one started')
     // renewDeadline 800 ms, leaseDuration 1200 ms, retry 200 ms: the standby takes over once the lease
     // record has been unchanged for leaseDuration, so within lease + a retry period or two.
-    t.true(standbyStarted - cut < 1200 + 600, `failover took ${standbyStarted - cut} ms`)
+    t.true(standbyStarted - cut < 1200 + 1000, `failover took ${standbyStarted - cut} ms`)
+    t.log(`leader stepped down after ${leaderStopped - cut} ms, standby led after ${standbyStarted - cut} ms`)
     t.is(c.kube.get('leases', 'flowgate-operator', NS)!.spec.holderIdentity, standby.identity)
     t.true(c.kube.get('leases', 'flowgate-operator', NS)!.spec.leaseTransitions >= 1)
 

@@ -172,7 +172,8 @@ test('a terminating appliance pod is deregistered before it exits; a stray targe
   const dereg = c.elb.callsOf('DeregisterTargets').find((x) => x.targets.includes('10.0.0.1'))
   t.truthy(dereg, 'the leaving appliance was deregistered')
   t.true(dereg!.at < gone, 'deregistered before the pod exited')
-  t.true(dereg!.at - deleted < 1000, `deregistered ${dereg!.at - deleted} ms after the delete`)
+  t.true(dereg!.at - deleted < 1500, `deregistered ${dereg!.at - deleted} ms after the delete`)
+  t.log(`deregistered ${dereg!.at - deleted} ms after the delete; the pod exited after ${gone - deleted} ms`)
   t.deepEqual(c.elb.activeIds(), ['10.0.0.2'])
   await waitFor(() => c.policy('p')?.status?.appliances?.total === 1, 'the status to count one appliance')
   // The remaining appliance is untouched: registered once, never deregistered.

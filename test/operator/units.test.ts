@@ -41,7 +41,7 @@ test('work queue: keys are de-duplicated and one key never runs twice at once', 
     return undefined
   })
   for (let i = 0; i < 10; i++) q.add('a')
-  await sleep(5)
+  await waitFor(() => running === 1, "'a' running", 1000)
   // 'a' is running now; adds while it runs make exactly one more run afterwards.
   for (let i = 0; i < 10; i++) q.add('a')
   await sleep(100)
@@ -63,7 +63,7 @@ test('work queue: failures retry with per-key exponential backoff; success forge
   const gaps = at.slice(1).map((x, i) => x - at[i]!)
   // 20, 40, 80 ms (+ timer slack)
   t.true(gaps[0]! >= 18 && gaps[1]! >= 38 && gaps[2]! >= 78, gaps.join(','))
-  t.true(gaps[2]! > gaps[0]!)
+  // Only lower bounds: a loaded machine can make any timer late, never early.
   await sleep(20)
   t.is(q.failures('k'), 0)
   await q.shutdown()
