@@ -21,7 +21,7 @@ export const applianceCommand: Command = {
     '  --policies FILE          standalone: FlowPolicies from a multi-document YAML file, reloaded on change and SIGHUP',
     '  --admin-token-file FILE  operator-managed: bearer token(s) for the admin API (PUT /v1/config), one per line',
     '  --state-dir DIR          where the last good bundle is kept across restarts (with --admin-token-file)',
-    '  --admin-port N           admin API port (default 8443)',
+    '  --admin-port N           admin API port (default 9443, as the operator assumes)',
     '  --admin-tls-cert FILE, --admin-tls-key FILE   serve the admin API over TLS (recommended)',
     '  --geneve-port N          UDP port GWLB sends Geneve to (default 6081)',
     '  --http-port N            /healthz, /readyz, /livez, /metrics (default 8080)',
@@ -80,7 +80,7 @@ export const applianceCommand: Command = {
     let drainSeconds: number
     let adminPort: number
     try {
-      adminPort = int('admin-port', values['admin-port'], 8443, 0, 65535)
+      adminPort = int('admin-port', values['admin-port'], 9443, 0, 65535)
       genevePort = int('geneve-port', values['geneve-port'], 6081, 1, 65535)
       httpPort = int('http-port', values['http-port'], 8080, 0, 65535)
       drainSeconds = int('drain-seconds', values['drain-seconds'], 300, 0, 6000)

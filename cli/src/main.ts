@@ -1,6 +1,7 @@
 // The flowgate command line. Subcommands register here; each lives in its own module.
 import { applianceCommand } from './appliance.ts'
 import { compileCommand } from './compile.ts'
+import { operatorCommand } from './operator.ts'
 import { validateCommand } from './validate.ts'
 
 export interface Command {
@@ -10,7 +11,7 @@ export interface Command {
   run(args: string[]): Promise<number>
 }
 
-const commands: Command[] = [validateCommand, compileCommand, applianceCommand]
+const commands: Command[] = [validateCommand, compileCommand, applianceCommand, operatorCommand]
 
 export function helpText(): string {
   const width = Math.max(...commands.map((c) => c.name.length))

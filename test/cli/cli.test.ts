@@ -140,3 +140,10 @@ test('appliance: a missing --policies or a bad port is a usage error, not a cras
   t.is(p.code, 2)
   t.regex(p.stderr, /--geneve-port must be a whole number from 1 to 65535/)
 })
+
+test('operator: configuration mistakes are usage errors naming the option', async (t) => {
+  const r = await flowgate('operator', '--bogus', 'x')
+  t.is(r.code, 2)
+  t.regex(r.stderr, /unknown option --bogus/)
+  t.regex(r.stderr, /--target-group-arn/)
+})
