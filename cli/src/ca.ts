@@ -2,7 +2,7 @@
 // (self-signed by the KMS key; the private key never leaves KMS) or a local P-256 key — and say how to make
 // clients trust it. The appliance later loads this certificate with the same signer and refuses to start
 // if they do not match.
-import { access, writeFile } from 'node:fs/promises'
+import { access, chmod, writeFile } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { parseArgs } from 'node:util'
 import { CaError } from '../../appliance/src/ca/errors.ts'
@@ -84,7 +84,8 @@ async function init(args: string[]): Promise<number> {
       ...(values.subject ? { subject: values.subject } : {}),
     })
     // A certificate is public: world-readable is right.
-    await writeFile(values.out, root.pem, { mode: 0o644 })
+    await writeFile(values.out, root.pem)
+    await chmod(values.out, 0o644) // whatever the umask or an earlier file's mode
     console.log(
       `wrote ${values.out}: ${root.node.subject.replaceAll('\n', ', ')}, valid until ${root.node.validTo}`,
     )
