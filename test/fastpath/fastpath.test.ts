@@ -327,3 +327,38 @@ test('a full table refuses new flows and counts them', (t) => {
   }
   t.is(DROP_REASONS[r.reason], 'flow_table_full')
 })
+
+test('ICMP errors are rate-limited (RFC 4443 §2.4(f)); RSTs are not', (t) => {
+  const flows = new FlowTable({ capacity: 64, seed: 3, now: () => 0 })
+  const fp = new FastPath({ flows, engine: engineFor([], 'Reject'), icmpErrorsPerSecond: 3 })
+  const r = new FastPathResult()
+  const send = (i: Inner, now: number) => {
+    const d = datagram(i)
+    fp.processDatagram(d, d.length, 0, 0, now, r)
+    return OUTCOMES[r.outcome] + (r.reason ? `:${DROP_REASONS[r.reason]}` : '')
+  }
+  const got = [0, 1, 2, 3, 4].map((k) => send(udp4({ sport: 100 + k }), 0))
+  t.deepEqual(got, ['reject', 'reject', 'reject', 'drop:reject_rate_limited', 'drop:reject_rate_limited'])
+  t.is(send(udp4(), 400), 'reject', 'refilled after 1/3 s')
+  t.is(send(tcp4({ flags: 0x02 }), 400), 'reject')
+  t.is(send(tcp4({ flags: 0x02, sport: 2 }), 400), 'reject')
+})
+
+test('flowFacts/redecide rebuild a flow’s facts from its key after a policy swap', (t) => {
+  const { fp, send } = setup([])
+  const { r } = send(rev(tcp4({ flags: 0x12 })))
+  const f = fp.flowFacts(r.flow)
+  t.is(f.endpoint, 'vpce-01234567890abcdef')
+  t.deepEqual([...f.src], [10, 0, 0, 1])
+  t.deepEqual([...f.dst], [203, 0, 113, 9])
+  t.is(f.dstPort, 80)
+  t.is(f.protocol, 6)
+  fp.setEngine(
+    engineFor([doc('d', { priority: 1, rules: [{ name: 'web', when: { ports: ['80'] }, action: 'Deny' }] })]),
+  )
+  t.is(send(tcp4()).name, 'pass', 'existing flows keep their decision')
+  t.is(fp.redecide(r.flow).action, 'Deny')
+  t.is(send(tcp4()).reason, 'policy_deny')
+  const six = send(tcp6({ flags: 0x02 }))
+  t.deepEqual(Buffer.from(fp.flowFacts(six.r.flow).dst), Buffer.from(six.d.subarray(40 + 24, 40 + 40)))
+})

@@ -16,6 +16,8 @@ export const DROP_REASONS = [
   'fragment_unknown_flow',
   'flow_table_full',
   'rewrite_too_large',
+  /** a Reject whose ICMP error was suppressed by the rate limit (RFC 4443 §2.4(f), RFC 1812 §4.3.2.8) */
+  'reject_rate_limited',
 ] as const
 export type DropReason = (typeof DROP_REASONS)[number]
 export const Drop = Object.freeze(

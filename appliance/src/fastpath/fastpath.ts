@@ -21,6 +21,7 @@ import type { FlowTable } from '../flow/table.ts'
 import { buildRstToSender, buildUnreachable } from '../wire/build.ts'
 import { adjust, sum16, update16 } from '../wire/checksum.ts'
 import { MalformedCounters } from '../wire/counters.ts'
+import { formatEndpointId } from '../wire/geneve.ts'
 import { Unreachable } from '../wire/icmp.ts'
 import { Frag } from '../wire/ipv4.ts'
 import { IpProto, l4PseudoSum, ParsedPacket, parsePacket } from '../wire/packet.ts'
@@ -39,6 +40,11 @@ export interface FastPathOptions {
   fragments?: FragmentCache
   /** GWLB's inner packets go up to 8,500 bytes (GWLB.md); a rewrite may not grow a packet past this */
   maxInnerLen?: number
+  /**
+   * ICMP errors the fast path may send per second (token bucket; burst = one second's worth). RFC 4443
+   * §2.4(f) requires ICMPv6 errors to be rate-limited; RFC 1812 §4.3.2.8 says the same for ICMPv4.
+   */
+  icmpErrorsPerSecond?: number
 }
 
 /** Reused result of process(). */
@@ -93,12 +99,17 @@ export class FastPath {
   private readonly scratch2 = Buffer.alloc(MAX_DATAGRAM)
   private readonly replyBuf = Buffer.alloc(MAX_DATAGRAM)
   private readonly parsed = new ParsedPacket()
+  private readonly icmpRate: number
+  private icmpTokens: number
+  private icmpLast = Number.NEGATIVE_INFINITY
 
   constructor(o: FastPathOptions) {
     this.flows = o.flows
     this.engine = o.engine
     this.fragments = o.fragments ?? new FragmentCache()
     this.maxInnerLen = o.maxInnerLen ?? 8500
+    this.icmpRate = o.icmpErrorsPerSecond ?? 1000
+    this.icmpTokens = this.icmpRate
   }
 
   /** New flows are decided by `engine` from now on; existing flows keep their decision. */
@@ -228,7 +239,7 @@ export class FastPath {
       case Verdict.deny:
         return this.drop(r, Drop.policy_deny)
       case Verdict.reject:
-        return this.reject(p, r)
+        return this.reject(p, now, r)
       case Verdict.pending:
         return this.done(r, Outcome.hold)
       default:
@@ -270,19 +281,52 @@ export class FastPath {
     return this.pass(p, r)
   }
 
-  private reject(p: ParsedPacket, r: FastPathResult): FastPathResult {
+  private reject(p: ParsedPacket, now: number, r: FastPathResult): FastPathResult {
     let n = 0
     if (p.protocol === IpProto.TCP) n = buildRstToSender(p, this.replyBuf)
-    else
-      n = buildUnreachable(
-        p,
-        p.protocol === IpProto.UDP ? Unreachable.port : Unreachable.adminProhibited,
-        this.replyBuf,
-      )
+    else {
+      if (!this.takeIcmpToken(now)) return this.drop(r, Drop.reject_rate_limited)
+      const kind = p.protocol === IpProto.UDP ? Unreachable.port : Unreachable.adminProhibited
+      n = buildUnreachable(p, kind, this.replyBuf)
+    }
     if (n === 0) return this.drop(r, Drop.policy_reject_silent)
     r.out = this.replyBuf
     r.outLen = n
     return this.done(r, Outcome.reject)
+  }
+
+  private takeIcmpToken(now: number): boolean {
+    const rate = this.icmpRate
+    if (now > this.icmpLast) {
+      this.icmpTokens = Math.min(rate, this.icmpTokens + ((now - this.icmpLast) * rate) / 1000)
+      this.icmpLast = now
+    }
+    if (this.icmpTokens < 1) return false
+    this.icmpTokens--
+    return true
+  }
+
+  /** Facts for re-deciding flow i (e.g. after setEngine): its key in the orig direction. Allocates. */
+  flowFacts(i: number): FlowFacts {
+    const k = this.flows.keyOf(i)
+    return {
+      endpoint: formatEndpointId(k.endpointId, 0),
+      family: k.family,
+      src: k.src,
+      dst: k.dst,
+      protocol: k.protocol,
+      dstPort: k.dstPort,
+    }
+  }
+
+  /**
+   * Re-decides flow i with the current engine from its 5-tuple alone and stores the result. L7 facts learnt
+   * by a peek are not kept by the fast path: pass them in `l7` (sni, host, …) to keep them.
+   */
+  redecide(i: number, l7: Partial<FlowFacts> = {}): Decision {
+    const d = this.engine.decide({ ...this.flowFacts(i), ...l7 })
+    this.setDecision(i, d)
+    return d
   }
 
   /** What the Audit entry would have done to this packet, without doing it. */

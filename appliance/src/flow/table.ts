@@ -15,6 +15,17 @@ import type { ParsedPacket } from '../wire/packet.ts'
 
 export const KEY_WORDS = 12
 
+/** A flow's key in its orig direction (see FlowTable.keyOf). */
+export interface FlowKey {
+  endpointId: Uint8Array
+  family: 4 | 6
+  protocol: number
+  src: Uint8Array
+  dst: Uint8Array
+  srcPort: number
+  dstPort: number
+}
+
 /** state bits */
 export const FlowState = {
   used: 0x001,
@@ -442,6 +453,44 @@ export class FlowTable {
   setOuter(i: number, ip: number, port: number): void {
     this.outerIp[i] = ip >>> 0
     this.outerPort[i] = port
+  }
+
+  /**
+   * The flow's key in its orig direction (the first packet's): for re-deciding flows after a policy swap,
+   * flow logs and admin dumps. Allocates; not for the per-packet path.
+   */
+  keyOf(i: number): FlowKey {
+    const o = i * KEY_WORDS
+    const k = this.keys
+    const family = (k[o + 11]! & 0xff) as 4 | 6
+    const n = family === 4 ? 1 : 4
+    const bytesOf = (w0: number) => {
+      const out = new Uint8Array(n * 4)
+      for (let w = 0; w < n; w++) {
+        const v = k[o + w0 + w]!
+        out[w * 4] = v >>> 24
+        out[w * 4 + 1] = (v >>> 16) & 0xff
+        out[w * 4 + 2] = (v >>> 8) & 0xff
+        out[w * 4 + 3] = v & 0xff
+      }
+      return out
+    }
+    const ep = new Uint8Array(8)
+    for (let b = 0; b < 8; b++) ep[b] = (k[o + (b >> 2)]! >>> (24 - 8 * (b & 3))) & 0xff
+    const a = bytesOf(2)
+    const bb = bytesOf(6)
+    const portA = k[o + 10]! >>> 16
+    const portB = k[o + 10]! & 0xffff
+    const aIsOrig = (this.state[i]! & FlowState.origIsA) !== 0
+    return {
+      endpointId: ep,
+      family,
+      protocol: k[o + 11]! >>> 8,
+      src: aIsOrig ? a : bb,
+      dst: aIsOrig ? bb : a,
+      srcPort: aIsOrig ? portA : portB,
+      dstPort: aIsOrig ? portB : portA,
+    }
   }
 
   /** Iterates live entry numbers (tests, admin dumps; not the hot path). */
