@@ -80,3 +80,45 @@ test.serial('a leader that stops releases the Lease and the standby takes over a
   // Far sooner than the 5 s lease: it did not wait for expiry.
   t.true(Date.now() - t0 < 1500, `took over after ${Date.now() - t0} ms`)
 })
+
+test.serial(
+  'a leader whose renewals stall stops writing at once, though its other requests still work',
+  async (t) => {
+    const c = await Cluster.start()
+    t.teardown(() => c.close())
+    await c.addAppliance('app-a', '10.0.0.1')
+    await c.addAppliance('app-b', '10.0.0.2')
+    const a = await c.startOperator({ identity: 'op-a' }, 'op-a')
+    await waitFor(() => a.isLeader(), 'op-a to lead')
+    const b = await c.startOperator({ identity: 'op-b' }, 'op-b')
+    await c.applyPolicy('p', allowPolicy())
+    await waitFor(() => c.condition('p', 'Ready')?.status === 'True', 'Ready under op-a')
+    // Only op-a's Lease writes hang (a slow etcd, an overloaded API server); everything else it does works.
+    c.kube.inject({
+      match: (r) => r.user === 'op-a' && r.plural === 'leases' && r.method === 'PUT',
+      delayMs: 5000,
+      count: Number.POSITIVE_INFINITY,
+    })
+    await waitFor(() => !a.isLeader(), 'op-a to step down', 3000)
+    const steppedDown = Date.now()
+    await waitFor(() => b.isLeader(), 'op-b to take over', 3000)
+    const pushesBefore = (await a.metrics.pushes.get()).values[0]?.value ?? 0
+    // Changes now: pod churn and policy edits. Only op-b may act on them.
+    for (const port of ['1001', '1002']) {
+      await c.applyPolicy('p', allowPolicy(100, port))
+      await waitFor(
+        () => b.bundle()?.policies[0]?.spec.match?.ports?.[0] === port && c.allRun(b.bundle()!.version),
+        `edit ${port}`,
+      )
+    }
+    await c.addAppliance('app-c', '10.0.0.3')
+    await waitFor(() => c.elb.activeIds().includes('10.0.0.3'), 'the new appliance registered by op-b')
+    await waitFor(() => c.condition('p', 'Ready')?.message?.startsWith('3/3'), 'status by op-b')
+    const writesByA = c.kube.requests.filter(
+      (r) => r.user === 'op-a' && r.at > steppedDown && ['PATCH', 'POST'].includes(r.method),
+    )
+    t.deepEqual(writesByA, [], 'op-a wrote nothing to the API after stepping down')
+    t.is((await a.metrics.pushes.get()).values[0]?.value ?? 0, pushesBefore, 'op-a pushed nothing')
+    t.is(c.leader(), b, 'op-b leads alone')
+  },
+)

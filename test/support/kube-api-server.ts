@@ -244,7 +244,7 @@ export class KubeApiServer {
   #timers = new Set<NodeJS.Timeout>()
   readonly #o: KubeApiServerOptions
   /** every request served, for assertions (method, path, status) */
-  readonly requests: { method: string; path: string; status: number; at: number }[] = []
+  readonly requests: { method: string; path: string; status: number; at: number; user: string }[] = []
 
   constructor(o: KubeApiServerOptions = {}) {
     this.#o = o
@@ -513,8 +513,9 @@ export class KubeApiServer {
     const chunks: Buffer[] = []
     for await (const c of req) chunks.push(c as Buffer)
     const raw = Buffer.concat(chunks).toString('utf8')
+    const user = (req.headers.authorization ?? '').replace(/^Bearer\s+/i, '')
     const reply = (status: number, body: Obj) => {
-      this.requests.push({ method, path: url.pathname, status, at: Date.now() })
+      this.requests.push({ method, path: url.pathname, status, at: Date.now(), user })
       if (res.destroyed) return
       res.writeHead(status, { 'content-type': 'application/json' })
       res.end(JSON.stringify(body))
@@ -688,7 +689,7 @@ export class KubeApiServer {
     url: URL,
     res: http.ServerResponse,
   ): void {
-    this.requests.push({ method: 'WATCH', path: url.pathname, status: 200, at: Date.now() })
+    this.requests.push({ method: 'WATCH', path: url.pathname, status: 200, at: Date.now(), user: info.user })
     const from = url.searchParams.get('resourceVersion')
     const w: WatchConn = {
       plural: info.plural,

@@ -78,14 +78,27 @@ export class LeaderElector {
     const deadline = this.#o.renewDeadlineMs ?? 10_000
     const signal = this.#abort.signal
     while (!signal.aborted) {
-      const ok = await this.#tryAcquireOrRenew().catch((err) => {
+      const started = this.#now()
+      // A renewal stuck in a slow request must not keep us leading: the watchdog fires at the renew
+      // deadline whatever the request is doing (client-go bounds each attempt the same way).
+      const watchdog = this.#leading
+        ? setTimeout(
+            () => this.#lose('renew deadline passed'),
+            Math.max(0, this.#lastRenew + deadline - started),
+          )
+        : undefined
+      let ok = await this.#tryAcquireOrRenew().catch((err) => {
         this.#o.log?.('lease update failed', { error: errorMessage(err) })
         return false
       })
+      clearTimeout(watchdog)
       if (signal.aborted) break
       const now = this.#now()
+      // A write that took longer than the renew deadline may have landed after others saw the lease
+      // expire; do not lead on it.
+      if (ok && now - started >= deadline) ok = false
       if (ok) {
-        this.#lastRenew = now
+        this.#lastRenew = started
         if (!this.#leading) {
           this.#leading = true
           this.#o.log?.('became leader', { identity: this.#o.identity })
