@@ -774,3 +774,23 @@ test('the appliance flags the chart passes are the documented ones', (t) => {
   }
   t.deepEqual([...seen].sort(), [...APPLIANCE_FLAGS_KNOWN, ...APPLIANCE_FLAGS_ASSUMED].sort())
 })
+
+// ------------------------------------------------------------------ the EKS guide
+
+test('docs/deploy-eks.md: its values file installs, and its drain arithmetic is the chart default', (t) => {
+  const doc = readFileSync(new URL('../../docs/deploy-eks.md', import.meta.url), 'utf8')
+  const block = /cat > flowgate-values\.yaml <<EOF\n([\s\S]*?)\nEOF\n/.exec(doc)![1]!
+  const values = parse(block.replace('$TG_ARN', TG).replaceAll('ACCOUNT', '123456789012'))
+  const r = render(values)
+  t.deepEqual(r.objects.flatMap(validateObject), [])
+  t.truthy(find(r, 'ServiceMonitor'))
+  t.truthy(find(r, 'PrometheusRule'))
+  const a = chart.values.appliance as Obj
+  t.true(doc.includes(`\`drainSeconds: ${a.drainSeconds}\``))
+  t.true(doc.includes(`\`terminationGracePeriodSeconds: ${a.terminationGracePeriodSeconds}\``))
+  t.true(doc.includes('kubectl apply --server-side -f charts/flowgate/crds/'))
+  // the message the guide quotes is the one the chart prints
+  const quoted = /`(appliance\.terminationGracePeriodSeconds \(300\)[^`]*)`/.exec(doc)![1]!
+  const err = t.throws(() => render({ appliance: { drainSeconds: 320, terminationGracePeriodSeconds: 300 } }))
+  t.true(err!.message.includes(quoted), err!.message)
+})
