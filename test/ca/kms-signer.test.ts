@@ -5,6 +5,7 @@ import crypto from 'node:crypto'
 import { KMSClient } from '@aws-sdk/client-kms'
 import test from 'ava'
 import { CaError } from '../../appliance/src/ca/errors.ts'
+import { openSigner } from '../../appliance/src/ca/index.ts'
 import { createIntermediate } from '../../appliance/src/ca/intermediate.ts'
 import { KmsSigner } from '../../appliance/src/ca/kms-signer.ts'
 import { createRootCertificate } from '../../appliance/src/ca/root.ts'
@@ -142,4 +143,12 @@ test('kms: a signature that does not verify under the key is refused (FG_ERR_CA_
   k.srv.badSignatures(1)
   const err = await t.throwsAsync(() => createIntermediate(signer, root), { instanceOf: CaError })
   t.is(err?.code, 'FG_ERR_CA_SIGNATURE')
+})
+
+test('kms: openSigner({ kmsKeyId }) opens the KMS signer the appliance flags name', async (t) => {
+  await using k = await kms()
+  const { keyId, arn } = k.srv.createKey()
+  const signer = await openSigner({ kmsKeyId: keyId, kmsClient: k.client })
+  t.true(signer instanceof KmsSigner)
+  t.is((signer as KmsSigner).keyArn, arn)
 })

@@ -2,9 +2,10 @@
 // cache hits, LRU eviction, in-flight de-duplication, validity bounded by the intermediate, renewal,
 // intermediate rotation, and minting that leaves the event loop free.
 import crypto from 'node:crypto'
+import { inspect } from 'node:util'
 import test from 'ava'
 import { CaError } from '../../appliance/src/ca/errors.ts'
-import { startCertificateAuthority } from '../../appliance/src/ca/index.ts'
+import { openSigner, startCertificateAuthority } from '../../appliance/src/ca/index.ts'
 import { createIntermediate } from '../../appliance/src/ca/intermediate.ts'
 import { LeafMinter, normalizeHost } from '../../appliance/src/ca/leaf-minter.ts'
 import { LocalSigner } from '../../appliance/src/ca/local-signer.ts'
@@ -238,4 +239,27 @@ test('the root must be a current CA certificate', async (t) => {
     instanceOf: CaError,
   })
   t.is(err3?.code, 'FG_ERR_CA_ROOT')
+})
+
+test('a minted leaf logged by mistake shows no key material', async (t) => {
+  const leaf = await new LeafMinter(await createIntermediate(signer, root)).get('log.example.test')
+  const d = leaf.key.export({ format: 'jwk' }).d as string
+  const pkcs8 = (leaf.key.export({ type: 'pkcs8', format: 'pem' }) as string).split('\n')[1] as string
+  for (const shown of [JSON.stringify(leaf), inspect(leaf, { depth: 5 }), String(leaf.key)]) {
+    t.false(shown.includes(d))
+    t.false(shown.includes(pkcs8))
+    t.notRegex(shown, /PRIVATE KEY/)
+  }
+  t.regex(JSON.stringify(leaf), /BEGIN CERTIFICATE/, 'the certificates are public and may show')
+})
+
+test('openSigner: exactly one of a key file or a KMS key id (FG_ERR_CA_CONFIG)', async (t) => {
+  for (const spec of [{}, { keyFile: '/x', kmsKeyId: 'k' }]) {
+    const err = await t.throwsAsync(openSigner(spec), { instanceOf: CaError })
+    t.is(err?.code, 'FG_ERR_CA_CONFIG')
+  }
+  const err = await t.throwsAsync(openSigner({ keyFile: '/nonexistent/flowgate/ca.key' }), {
+    instanceOf: CaError,
+  })
+  t.is(err?.code, 'FG_ERR_CA_KEY_LOAD')
 })

@@ -5,22 +5,49 @@
 // For the TLS layer: `ca.minter.SNICallback` and `await ca.minter.get(host)` (→ secureContext, chainPem,
 // key), e.g. new tls.TLSSocket(stream, { isServer: true, SNICallback: ca.minter.SNICallback,
 // secureContext: (await ca.minter.get(destinationIp)).secureContext }).
+import type { KMSClient } from '@aws-sdk/client-kms'
+import { CaError, CaErrorCodes } from './errors.ts'
 import {
   createIntermediate,
   DEFAULT_INTERMEDIATE_VALIDITY_MS,
   type IntermediateOptions,
 } from './intermediate.ts'
+import { KmsSigner } from './kms-signer.ts'
 import { LeafMinter, type LeafMinterOptions } from './leaf-minter.ts'
+import { LocalSigner } from './local-signer.ts'
 import { loadRootCertificate, type RootCa } from './root.ts'
 import type { CaSigner } from './signer.ts'
 
-export { CaError, CaErrorCodes } from './errors.ts'
-export { KmsSigner } from './kms-signer.ts'
 export type { MintedLeaf } from './leaf-minter.ts'
 export { LeafMinter, normalizeHost } from './leaf-minter.ts'
-export { LocalSigner } from './local-signer.ts'
 export { createRootCertificate, loadRootCertificate } from './root.ts'
 export type { CaSigner } from './signer.ts'
+export { CaError, CaErrorCodes, KmsSigner, LocalSigner }
+
+/** How `flowgate appliance` names its CA key: `--ca-key FILE` (local) or `--kms-key-id ID` (KMS). */
+export interface SignerSpec {
+  /** PEM file: a path, or a mounted Secret's `tls.key` */
+  keyFile?: string
+  kmsKeyId?: string
+  region?: string
+  endpoint?: string
+  /** for KMS: an SDK client to use instead of one made from region/endpoint */
+  kmsClient?: KMSClient
+}
+
+/** The signer a spec names; FG_ERR_CA_CONFIG unless exactly one of keyFile / kmsKeyId is given. */
+export async function openSigner(spec: SignerSpec): Promise<CaSigner> {
+  if (Boolean(spec.keyFile) === Boolean(spec.kmsKeyId)) {
+    throw new CaError(CaErrorCodes.config, 'give exactly one CA key: a local key file or a KMS key id')
+  }
+  if (spec.keyFile) return LocalSigner.fromFile(spec.keyFile)
+  return KmsSigner.open({
+    keyId: spec.kmsKeyId as string,
+    ...(spec.kmsClient ? { client: spec.kmsClient } : {}),
+    ...(spec.region ? { region: spec.region } : {}),
+    ...(spec.endpoint ? { endpoint: spec.endpoint } : {}),
+  })
+}
 
 export interface CertificateAuthorityOptions {
   /** the root certificate, PEM (what `flowgate ca init` wrote) */
