@@ -1,6 +1,7 @@
 // The chart renderer held to what Go text/template + sprig + Helm produce for the same input. Each
 // expected output is what helm 3 prints for it (the Go semantics are cited where they surprise).
 import test from 'ava'
+import { parse } from 'yaml'
 import { formatFloat, goStruct, mergeValues, renderString, TemplateError } from '../support/helm-render.ts'
 
 const V = {
@@ -77,7 +78,7 @@ const cases: [string, string, unknown?][] = [
   ['{{ toYaml .Values.map }}', 'a: 1\nb: 2'],
   ['{{ toYaml .Values.emptyMap }}', '{}'],
   ['{{ toYaml .Values.list | nindent 2 }}', '\n  - a\n  - b'],
-  ['{{ toYaml .Values.nested | indent 4 }}', '    x:\n      y: deep'],
+  ['{{ toYaml .Values.nested | indent 4 }}', '    x:\n      "y": deep'], // go-yaml v2 quotes y (a YAML 1.1 bool),
   ['{{ toJson .Values.map }}', '{"a":1,"b":2}'],
   ['{{ "abc" | b64enc }}', 'YWJj'],
   ['{{ hasKey .Values "name" }} {{ hasKey .Values "nope" }}', 'true false'],
@@ -132,6 +133,12 @@ test('built-in objects are structs: an unknown field is an error, not nil', (t) 
     renderString('{{ .Release.Nme }}', { Release: goStruct('chart.Release', { Name: 'r' }) }),
   )
   t.regex(err!.message, /can't evaluate field Nme in type \*chart.Release/)
+})
+
+test('toYaml quotes what YAML 1.1 (how Kubernetes reads manifests) would read as a bool or a number', (t) => {
+  const strs = { a: 'yes', b: '0440', c: 'on', d: '1.0', e: 'x: y', f: '' }
+  const out = renderString('{{ toYaml .Values.strs }}', { Values: { strs } })
+  t.deepEqual(parse(out, { version: '1.1' }), strs)
 })
 
 test('formatFloat follows Go %v for float64', (t) => {

@@ -643,9 +643,11 @@ const FUNCS: Record<string, (...a: unknown[]) => unknown> = {
   int: (v) => toInt64(v),
   add: (...a) => a.reduce<bigint>((s, x) => s + toInt64(x), 0n),
   toYaml: (v) => {
-    // sigs.k8s.io/yaml: sorted keys (via encoding/json), no line folding; Helm trims the final newline.
+    // sigs.k8s.io/yaml: sorted keys (via encoding/json), no line folding, YAML 1.1 quoting (go-yaml v2
+    // quotes "yes", "on", "0440": Kubernetes reads YAML 1.1, where those are a bool and an octal number);
+    // Helm trims the final newline.
     if (v === null || v === undefined) return 'null'
-    return stringify(toPlain(v), { lineWidth: 0, sortMapEntries: true }).replace(/\n$/, '')
+    return stringify(toPlain(v), { lineWidth: 0, sortMapEntries: true, version: '1.1' }).replace(/\n$/, '')
   },
   toJson: (v) => JSON.stringify(toPlain(v)),
   indent: (n, s) => indent(wantInt('indent', n), wantString('indent', s)),
