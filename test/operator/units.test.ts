@@ -279,6 +279,22 @@ test('ELBv2: non-retryable errors fail at once with FG_ERR_AWS; batches of TARGE
   const before = elb.calls.length
   await t.throwsAsync(few.describeTargets())
   t.is(elb.calls.length - before, 3, 'three attempts, then it gives up')
+  // a hung request times out and is retried like a 5xx
+  elb.clearFaults()
+  elb.hang(1, ['DescribeTargetHealth'])
+  const retried: string[] = []
+  const t0 = Date.now()
+  const slowOk = new TargetGroupClient({
+    targetGroupArn: elb.targetGroupArn,
+    client: elb.clientConfig(),
+    backoffBaseMs: 1,
+    requestTimeoutMs: 200,
+    onRetry: (op, why) => retried.push(`${op}:${why}`),
+  })
+  t.teardown(() => slowOk.destroy())
+  t.is((await slowOk.describeTargets()).length, ids.length)
+  t.deepEqual(retried, ['DescribeTargetHealth:server'])
+  t.true(Date.now() - t0 < 2000, 'did not wait for the hung answer')
   t.is(retryReason({ name: 'Throttling' }), 'throttled')
   t.is(retryReason({ name: 'ValidationError', $metadata: { httpStatusCode: 400 } }), undefined)
   t.is(retryReason({ name: 'InternalFailure', $metadata: { httpStatusCode: 500 } }), 'server')

@@ -41,7 +41,7 @@ export class Elbv2Server {
   readonly targetGroupArn: string
   readonly calls: Elbv2Call[] = []
   #targets = new Map<string, Target>()
-  #faults: { actions: string[] | undefined; kind: 'throttle' | 'server'; count: number }[] = []
+  #faults: { actions: string[] | undefined; kind: 'throttle' | 'server' | 'hang'; count: number }[] = []
   readonly #o: Elbv2ServerOptions
 
   constructor(o: Elbv2ServerOptions = {}) {
@@ -80,6 +80,15 @@ export class Elbv2Server {
   /** Answer the next `count` calls with 503 ServiceUnavailable. */
   fail(count: number, actions?: string[]): void {
     this.#faults.push({ actions, kind: 'server', count })
+  }
+
+  clearFaults(): void {
+    this.#faults = []
+  }
+
+  /** Hold the next `count` calls for 5 s before answering (a stuck connection). */
+  hang(count: number, actions?: string[]): void {
+    this.#faults.push({ actions, kind: 'hang', count })
   }
 
   /** Registers a target directly (a stray left by someone else, or state from before a restart). */
@@ -127,7 +136,12 @@ export class Elbv2Server {
     if (fault) {
       fault.count--
       if (fault.kind === 'throttle') return error(400, 'Sender', 'Throttling', 'Rate exceeded')
-      return error(503, 'Receiver', 'ServiceUnavailable', 'Service is unavailable')
+      if (fault.kind === 'hang') {
+        await new Promise((r) => setTimeout(r, 5000))
+        if (res.destroyed) return
+      }
+      if (fault.kind === 'server')
+        return error(503, 'Receiver', 'ServiceUnavailable', 'Service is unavailable')
     }
     const arn = form.get('TargetGroupArn')
     const ok = (result: string) =>

@@ -46,6 +46,8 @@ export interface TargetGroupClientOptions {
   targetGroupArn: string
   /** SDK client config: region, and in tests endpoint and credentials */
   client?: ElasticLoadBalancingV2ClientConfig
+  /** per-request timeout */
+  requestTimeoutMs?: number
   /** attempts per call, including the first */
   maxAttempts?: number
   backoffBaseMs?: number
@@ -76,7 +78,16 @@ export class TargetGroupClient implements TargetGroupApi {
   constructor(o: TargetGroupClientOptions) {
     this.#o = o
     this.arn = o.targetGroupArn
-    this.client = new ElasticLoadBalancingV2Client({ ...o.client, maxAttempts: 1 })
+    // Bounded calls: a hung connection must end as a retryable error, not hold the targets reconciler.
+    this.client = new ElasticLoadBalancingV2Client({
+      requestHandler: {
+        requestTimeout: o.requestTimeoutMs ?? 10_000,
+        connectionTimeout: 3_000,
+        throwOnRequestTimeout: true,
+      },
+      ...o.client,
+      maxAttempts: 1,
+    })
   }
 
   destroy(): void {
