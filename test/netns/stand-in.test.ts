@@ -37,10 +37,12 @@ for (const backend of ['native', 'dgram'] as const) {
       t.is(u4.stdout.toString(), 'udp-four\n', u4.stderr)
       const u6 = await client('sh', ['-c', `echo udp-six | socat -t1 - UDP6:[${LAB.server6}]:9000`], 10_000)
       t.is(u6.stdout.toString(), 'udp-six\n', u6.stderr)
-      const p4 = await client('ping', ['-c', '5', '-i', '0.05', '-W', '2', LAB.server4], 10_000)
+      // -w: wait for all 5 replies until the deadline (with -c alone ping gives up on a reply slower than
+      // twice the largest round trip so far, which a loaded machine produces).
+      const p4 = await client('ping', ['-c', '5', '-i', '0.05', '-w', '10', LAB.server4], 15_000)
       t.is(p4.code, 0, p4.stdout.toString())
       t.regex(p4.stdout.toString(), / 0% packet loss/)
-      const p6 = await client('ping', ['-6', '-c', '5', '-i', '0.05', '-W', '2', LAB.server6], 10_000)
+      const p6 = await client('ping', ['-6', '-c', '5', '-i', '0.05', '-w', '10', LAB.server6], 15_000)
       t.is(p6.code, 0, p6.stdout.toString())
       t.regex(p6.stdout.toString(), / 0% packet loss/)
     })

@@ -64,6 +64,8 @@ export interface StandInReport {
   injectedReorder: number
   /** packets a TUN handed us that we could not encapsulate (not IP) */
   unforwardable: number
+  /** inner packets the kernel refused at a TUN write */
+  deliveryFailed: number
   violations: number
   byReason: Record<string, number>
   samples: Violation[]
@@ -114,6 +116,7 @@ export class GwlbLab {
     injectedLoss: 0,
     injectedReorder: 0,
     unforwardable: 0,
+    deliveryFailed: 0,
   }
   private readonly violations: Violation[] = []
   private readonly byReason: Record<string, number> = {}
@@ -293,6 +296,7 @@ export class GwlbLab {
     this.impair(() => {
       if (this.closed) return
       if (tun.write(inner)) this.stats.delivered++
+      else this.stats.deliveryFailed++
     })
   }
 
