@@ -243,7 +243,10 @@ test('L7 conditions hold the flow (pending); Inspect diverts; setDecision finali
   const flows = new FlowTable({ capacity: 8, seed: 1, now: () => 0 })
   const fp = new FastPath({ flows, engine })
   const r = new FastPathResult()
-  const d = datagram(tcp6({ flags: 0x02 }))
+  const syn = datagram(tcp6({ flags: 0x02 }))
+  fp.processDatagram(syn, syn.length, 0, 0, 0, r)
+  t.is(OUTCOMES[r.outcome], 'pass', 'the handshake passes while the decision waits')
+  const d = datagram(tcp6({ flags: 0x18, payload: Buffer.from([22, 3, 1, 0, 1, 1]) }))
   fp.processDatagram(d, d.length, 0, 0, 0, r)
   t.is(OUTCOMES[r.outcome], 'hold')
   t.is(r.decision?.kind, 'pending')
@@ -361,4 +364,15 @@ test('flowFacts/redecide rebuild a flow’s facts from its key after a policy sw
   t.is(send(tcp4()).reason, 'policy_deny')
   const six = send(tcp6({ flags: 0x02 }))
   t.deepEqual(Buffer.from(fp.flowFacts(six.r.flow).dst), Buffer.from(six.d.subarray(40 + 24, 40 + 40)))
+})
+
+test('pending flows: handshake and pure ACKs pass, data is held', (t) => {
+  const { send } = setup(
+    [doc('sni', { priority: 1, rules: [{ name: 'a', when: { sni: ['a.example'] }, action: 'Allow' }] })],
+    'Deny',
+  )
+  t.is(send(tcp4({ dport: 443, flags: 0x02 })).name, 'pass')
+  t.is(send(rev(tcp4({ dport: 443, flags: 0x12 }))).name, 'pass')
+  t.is(send(tcp4({ dport: 443, flags: 0x10 })).name, 'pass')
+  t.is(send(tcp4({ dport: 443, flags: 0x18, payload: Buffer.from([22, 3, 1]) })).name, 'hold')
 })

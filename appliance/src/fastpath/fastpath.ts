@@ -11,6 +11,10 @@
 // dropIfContains, then replace. Fragments (see wire/ipv4.ts): first fragments get the flow's decision and
 // dropIfContains/dropEveryNth but are never rewritten; later fragments follow their flow's verdict.
 //
+// Pending decisions (L7 facts needed): TCP segments without payload pass; segments with payload come back
+// as `hold` for the caller to buffer, peek at (peek/), decide (setDecision) and then release or reset
+// (wire/build.ts buildRstToSender / buildRstToReceiver).
+//
 // Audit mode: the engine never enforces an Audit entry; `decision.audit` is what it would have done. The
 // fast path computes that outcome per packet into `result.auditOutcome` (for counters/flow logs) and
 // enforces only `decision.action`.
@@ -241,6 +245,9 @@ export class FastPath {
       case Verdict.reject:
         return this.reject(p, now, r)
       case Verdict.pending:
+        // Segments without payload (handshake, pure ACKs, FIN, RST) pass so the connection can come up and
+        // the client can send the ClientHello or request the decision waits for; data is held.
+        if (p.protocol === IpProto.TCP && p.payloadLen === 0) return this.pass(p, r)
         return this.done(r, Outcome.hold)
       default:
         return this.done(r, Outcome.divert)

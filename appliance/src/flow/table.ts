@@ -217,8 +217,13 @@ export class FlowTable {
     }
     k[10] = aIsSrc ? ((srcPort << 16) | dstPort) >>> 0 : ((dstPort << 16) | srcPort) >>> 0
     k[11] = (protocol << 8) | family
-    let h = this.seed
-    for (let w = 0; w < KEY_WORDS; w++) h = mix(h, k[w]!)
+    // IPv4 keys have zeros in w3-5 and w7-9: hashing them adds nothing. Equal keys share a family, so
+    // the two shapes never need to agree.
+    let h = mix(mix(mix(this.seed, k[0]!), k[1]!), k[2]!)
+    if (family === 6) h = mix(mix(mix(h, k[3]!), k[4]!), k[5]!)
+    h = mix(h, k[6]!)
+    if (family === 6) h = mix(mix(mix(h, k[7]!), k[8]!), k[9]!)
+    h = mix(mix(h, k[10]!), k[11]!)
     this.sh = fmix(h ^ KEY_WORDS)
   }
 

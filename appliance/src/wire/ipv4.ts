@@ -50,7 +50,20 @@ export function parseIpv4(b: Uint8Array, off: number, end: number, p: ParsedPack
   if (total < ihl || off + total > end) return M.ipv4_total_length
   // RFC 1812 §5.2.2: a forwarder verifies the header checksum. A correct header sums to 0xffff (or to 0
   // when every word is 0, which the version check already excludes).
-  if (fold16(sum16(b, off, ihl)) !== 0xffff) return M.ipv4_checksum
+  const hs =
+    ihl === IPV4_MIN_HEADER
+      ? ((b[off]! << 8) | b[off + 1]!) +
+        ((b[off + 2]! << 8) | b[off + 3]!) +
+        ((b[off + 4]! << 8) | b[off + 5]!) +
+        ((b[off + 6]! << 8) | b[off + 7]!) +
+        ((b[off + 8]! << 8) | b[off + 9]!) +
+        ((b[off + 10]! << 8) | b[off + 11]!) +
+        ((b[off + 12]! << 8) | b[off + 13]!) +
+        ((b[off + 14]! << 8) | b[off + 15]!) +
+        ((b[off + 16]! << 8) | b[off + 17]!) +
+        ((b[off + 18]! << 8) | b[off + 19]!)
+      : sum16(b, off, ihl)
+  if (fold16(hs) !== 0xffff) return M.ipv4_checksum
   if (ihl > IPV4_MIN_HEADER) {
     const r = checkIpv4Options(b, off + IPV4_MIN_HEADER, off + ihl)
     if (r !== 0) return r
