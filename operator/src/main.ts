@@ -32,6 +32,7 @@ import { GROUP, PLURAL, VERSION } from '../../policy/src/schema.ts'
 import { ApplianceClient } from './appliance-client.ts'
 import { type TargetGroupApi, TargetGroupClient } from './aws/elbv2.ts'
 import { errorMessage, OperatorError, OperatorErrorCodes } from './errors.ts'
+import { withTimeout } from './kube/backoff.ts'
 import { Informer, type KubeObject } from './kube/informer.ts'
 import { WorkQueue } from './kube/workqueue.ts'
 import { LeaderElector } from './leader/lease.ts'
@@ -309,9 +310,13 @@ export async function runOperator(o: OperatorOptions): Promise<RunningOperator> 
       if (last && last.rv === rv && last.status === text) continue
       mustLead(signal)
       try {
-        await custom.patchClusterCustomObjectStatus(
-          { group: GROUP, version: VERSION, plural: PLURAL, name, body: patch },
-          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        await withTimeout(
+          custom.patchClusterCustomObjectStatus(
+            { group: GROUP, version: VERSION, plural: PLURAL, name, body: patch },
+            setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+          ),
+          30_000,
+          `status of ${name}`,
         )
         metrics.statusWrites.inc()
         lastWritten.set(name, { rv, status: text })
@@ -333,7 +338,7 @@ export async function runOperator(o: OperatorOptions): Promise<RunningOperator> 
   async function emitEvent(obj: FlowPolicyResource, reason: string, note: string, signal: AbortSignal) {
     mustLead(signal)
     const name = obj.metadata?.name ?? ''
-    await events.createNamespacedEvent({
+    const created = events.createNamespacedEvent({
       namespace: o.eventsNamespace ?? 'default',
       body: {
         metadata: { generateName: `${name}.`, namespace: o.eventsNamespace ?? 'default' },
@@ -353,6 +358,7 @@ export async function runOperator(o: OperatorOptions): Promise<RunningOperator> 
         },
       },
     })
+    await withTimeout(created, 30_000, `Event about ${name}`)
     metrics.events.inc({ reason })
   }
 

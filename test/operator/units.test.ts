@@ -443,3 +443,34 @@ test('clip: messages fit the 1 KiB Event note in bytes, multi-byte text included
     t.true(Buffer.byteLength(c) > 1000)
   }
 })
+
+test('informer: a list that hangs is abandoned after its timeout and retried', async (t) => {
+  const kube = await new KubeApiServer().start()
+  t.teardown(() => kube.close())
+  const kc = new KubeConfig()
+  kc.loadFromOptions(kube.kubeconfig())
+  const custom = kc.makeApiClient(CustomObjectsApi)
+  kube.put('flowpolicies', { metadata: { name: 'p' }, spec: {} })
+  const hung = kube.inject({ match: (r) => r.method === 'GET' && !r.watch, delayMs: 4000, count: 1 })
+  const reasons: string[] = []
+  const inf = new Informer<KubeObject>({
+    name: 'flowpolicies',
+    watch: new Watch(kc),
+    path: '/apis/flowgate.io/v1alpha1/flowpolicies',
+    requestTimeoutMs: 300,
+    backoffBaseMs: 10,
+    backoffMaxMs: 20,
+    list: () =>
+      custom.listClusterCustomObject({ group: 'flowgate.io', version: 'v1alpha1', plural: 'flowpolicies' }),
+    onChange: () => {},
+    onRestart: (r) => reasons.push(r),
+  })
+  const t0 = Date.now()
+  inf.start()
+  t.teardown(() => inf.stop())
+  await inf.waitForSync()
+  t.true(inf.store.has('p'))
+  t.is(hung.count, 0, 'the first list hung')
+  t.deepEqual(reasons, ['error'])
+  t.true(Date.now() - t0 < 2000, `synced after ${Date.now() - t0} ms`)
+})

@@ -7,7 +7,7 @@
 // The cache is keyed by namespace/name; handlers only get told which keys changed (they enqueue).
 import type { Watch } from '@kubernetes/client-node'
 import { errorMessage, httpStatusOf } from '../errors.ts'
-import { Backoff, sleep } from './backoff.ts'
+import { Backoff, sleep, withTimeout } from './backoff.ts'
 
 export interface KubeObject {
   apiVersion?: string
@@ -48,6 +48,8 @@ export interface InformerOptions<T extends KubeObject> {
   silenceMs?: number
   /** relist this often regardless */
   relistMs?: number
+  /** give up on a list page after this long */
+  requestTimeoutMs?: number
   /** asked of the server: end the watch after this many seconds (it then restarts cleanly) */
   watchTimeoutSeconds?: number
   backoffBaseMs?: number
@@ -149,7 +151,11 @@ export class Informer<T extends KubeObject> {
     let rv = ''
     // Bounded: a list of more than 10,000 pages means a server bug, not a big cluster.
     for (let page = 0; page < 10_000; page++) {
-      const r = await o.list({ limit: o.pageSize ?? 500, ...(cont ? { continue: cont } : {}) })
+      const r = await withTimeout(
+        o.list({ limit: o.pageSize ?? 500, ...(cont ? { continue: cont } : {}) }),
+        o.requestTimeoutMs ?? 60_000,
+        `list ${o.name}`,
+      )
       for (const item of r.items) seen.set(objectKey(item), item)
       if (page === 0) rv = r.metadata?.resourceVersion ?? ''
       cont = r.metadata?._continue ?? r.metadata?.continue

@@ -8,7 +8,7 @@
 // - release on shutdown clears holderIdentity so a standby takes over at once instead of waiting.
 import { type CoordinationV1Api, type V1Lease, V1MicroTime } from '@kubernetes/client-node'
 import { errorMessage, httpStatusOf } from '../errors.ts'
-import { sleep } from '../kube/backoff.ts'
+import { sleep, withTimeout } from '../kube/backoff.ts'
 
 export interface LeaderElectorOptions {
   api: CoordinationV1Api
@@ -87,7 +87,8 @@ export class LeaderElector {
             Math.max(0, this.#lastRenew + deadline - started),
           )
         : undefined
-      let ok = await this.#tryAcquireOrRenew().catch((err) => {
+      // Each attempt is bounded too, so a hung request cannot stall the campaign of a standby.
+      let ok = await withTimeout(this.#tryAcquireOrRenew(), deadline, 'lease update').catch((err) => {
         this.#o.log?.('lease update failed', { error: errorMessage(err) })
         return false
       })
