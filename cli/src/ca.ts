@@ -70,7 +70,7 @@ async function init(args: string[]): Promise<number> {
       return 1
     }
   }
-  let signer: CaSigner
+  let signer: CaSigner | undefined
   try {
     signer = kmsKeyId
       ? await KmsSigner.open({
@@ -97,6 +97,8 @@ async function init(args: string[]): Promise<number> {
     const code = e instanceof CaError ? e.code : 'FG_ERR_CA'
     console.error(`flowgate ca init: ${code}: ${(e as Error).message}`)
     return 1
+  } finally {
+    if (signer instanceof KmsSigner) signer.close()
   }
 }
 

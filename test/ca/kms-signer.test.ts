@@ -152,3 +152,33 @@ test('kms: openSigner({ kmsKeyId }) opens the KMS signer the appliance flags nam
   t.true(signer instanceof KmsSigner)
   t.is((signer as KmsSigner).keyArn, arn)
 })
+
+test('kms: a KMS that does not answer times out and is retried; then FG_ERR_CA_KMS, not a hung start', async (t) => {
+  await using k = await kms()
+  const { keyId } = k.srv.createKey()
+  k.srv.hang(1, ['GetPublicKey'])
+  // No client given: the signer builds its own, with its request timeout (shortened here).
+  const open = (timeoutMs: number) =>
+    KmsSigner.open({
+      keyId,
+      endpoint: k.srv.url,
+      region: 'us-east-1',
+      timeoutMs,
+      clientConfig: {
+        credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' },
+        maxAttempts: 2,
+      },
+    })
+  const t0 = Date.now()
+  const signer = await open(300)
+  t.true(Date.now() - t0 >= 300, 'waited for the timeout once')
+  t.deepEqual(
+    k.srv.calls.map((c) => `${c.operation} ${c.status}`),
+    ['GetPublicKey 0', 'GetPublicKey 200'],
+  )
+  k.srv.hang(2, ['Sign'])
+  const err = await t.throwsAsync(signer.sign(Buffer.from('tbs')), { instanceOf: CaError })
+  t.is(err?.code, 'FG_ERR_CA_KMS')
+  t.regex(err?.message ?? '', /Timeout/i)
+  signer.close()
+})

@@ -44,7 +44,7 @@ export interface KmsCall {
   messageLength?: number
 }
 
-type FaultKind = 'throttle' | 'internal' | 'bad-signature'
+type FaultKind = 'throttle' | 'internal' | 'bad-signature' | 'hang'
 
 // ---- ECDSA P-256 over a given digest (SEC 1 §4.1.3), Jacobian coordinates, a = -3 ----
 const P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn
@@ -201,6 +201,11 @@ export class KmsServer {
     this.#faults.push({ operations, kind: 'internal', count })
   }
 
+  /** The next `count` calls get no answer at all (until the server closes): a KMS that hangs. */
+  hang(count: number, operations?: string[]): void {
+    this.#faults.push({ operations, kind: 'hang', count })
+  }
+
   /** The next `count` Sign calls answer a valid-looking signature made by another key. */
   badSignatures(count: number): void {
     this.#faults.push({ operations: ['Sign'], kind: 'bad-signature', count })
@@ -256,6 +261,11 @@ export class KmsServer {
       )
       if (fault && fault.kind !== 'bad-signature') {
         fault.count--
+        if (fault.kind === 'hang') {
+          call.status = 0
+          this.calls.push(call)
+          return
+        }
         if (fault.kind === 'throttle') throw new AwsError(400, 'ThrottlingException', 'Rate exceeded')
         throw new AwsError(500, 'KMSInternalException', 'An internal error occurred')
       }

@@ -29,6 +29,12 @@ export interface KmsSignerOptions {
   endpoint?: string
   /** further client configuration when no client is given (credentials, maxAttempts, ...) */
   clientConfig?: KMSClientConfig
+  /**
+   * when no client is given: abandon a KMS request after this long (default 10 s; connecting: 3 s). The
+   * SDK's own default is to wait forever, and an appliance stuck at start is worse than one that fails
+   * and is restarted. A timed-out request counts as transient and is retried like a 5xx.
+   */
+  timeoutMs?: number
   /** when given, refuse (FG_ERR_CA_KEY_MISMATCH) unless the KMS key is this certificate's key */
   rootCertificate?: crypto.X509Certificate
 }
@@ -47,8 +53,11 @@ export class KmsSigner implements CaSigner {
   readonly #client: KMSClient
   readonly #spki: Buffer
 
-  private constructor(client: KMSClient, keyArn: string, publicKey: KeyObject) {
+  readonly #ownClient: boolean
+
+  private constructor(client: KMSClient, keyArn: string, publicKey: KeyObject, ownClient: boolean) {
     this.#client = client
+    this.#ownClient = ownClient
     this.keyArn = keyArn
     this.publicKey = publicKey
     this.#spki = spkiOf(publicKey)
@@ -59,6 +68,11 @@ export class KmsSigner implements CaSigner {
     const client =
       o.client ??
       new KMSClient({
+        requestHandler: {
+          connectionTimeout: Math.min(3000, o.timeoutMs ?? 3000),
+          requestTimeout: o.timeoutMs ?? 10_000,
+          throwOnRequestTimeout: true,
+        },
         ...o.clientConfig,
         ...(o.region ? { region: o.region } : {}),
         ...(o.endpoint ? { endpoint: o.endpoint } : {}),
@@ -89,7 +103,7 @@ export class KmsSigner implements CaSigner {
     }
     // The spec said P-256; the key material must agree.
     assertP256(publicKey, who)
-    const signer = new KmsSigner(client, out.KeyId, publicKey)
+    const signer = new KmsSigner(client, out.KeyId, publicKey, !o.client)
     if (o.rootCertificate) assertSignerHoldsRoot(signer, o.rootCertificate)
     return signer
   }
@@ -119,6 +133,11 @@ export class KmsSigner implements CaSigner {
     const der = Buffer.from(sig)
     await assertSignature(this.publicKey, data, der, this.describe())
     return der
+  }
+
+  /** Release the SDK client's sockets, if this signer made the client. */
+  close(): void {
+    if (this.#ownClient) this.#client.destroy()
   }
 
   describe(): string {
