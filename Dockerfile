@@ -44,7 +44,7 @@ COPY package.json ./
 COPY bin bin
 COPY --from=deps /src/node_modules node_modules
 COPY --from=build /src/dist dist
-# Numeric, so Kubernetes can check runAsNonRoot. The appliance with io=fast is started as UID 0 by the
+# Numeric, so Kubernetes can check runAsNonRoot. The appliance with io=native is started as UID 0 by the
 # chart (CAP_NET_RAW for its raw socket, nothing else); everything else runs as this user.
 USER 65532:65532
 ENTRYPOINT ["node", "/app/bin/flowgate.js"]

@@ -212,7 +212,7 @@ const SCENARIOS: Record<string, Obj> = {
   defaults: {},
   'CA in KMS': { ca: { mode: 'kms', kms: { keyId: 'alias/flowgate-ca', certificate: PEM } } },
   'CA from a Secret (named)': { ca: { mode: 'secret', secret: { name: 'my-ca' } } },
-  'no interception CA': { ca: { mode: 'none' } },
+  'CA from the default Secret name': { ca: { mode: 'secret' } },
   'EKS production': {
     aws: { region: 'eu-west-1' },
     gwlb: { targetGroupArn: TG },
@@ -262,6 +262,7 @@ const SCENARIOS: Record<string, Obj> = {
   },
   PodMonitor: { monitoring: { podMonitor: { enabled: true, interval: '15s' } } },
   'dgram I/O, non-root, emptyDir state': { appliance: { io: 'dgram', stateDir: { type: 'emptyDir' } } },
+  'auto I/O': { appliance: { io: 'auto' } },
   'long drain': { appliance: { drainSeconds: 900, terminationGracePeriodSeconds: 930 } },
   'privileged port': { appliance: { httpPort: 80 } },
   'plain http admin API (tests only)': { adminApi: { scheme: 'http', tls: { secretName: '' } } },
@@ -354,7 +355,7 @@ function invariants(t: T, r: Rendered, values: Obj): void {
   t.true(pod.terminationGracePeriodSeconds >= Number(arg(app.args, 'drain-seconds')) + 15)
   t.is(ds.spec.updateStrategy.type, 'RollingUpdate')
   t.deepEqual(ds.spec.updateStrategy.rollingUpdate.maxUnavailable, v.appliance.updateStrategy.maxUnavailable)
-  const fast = v.appliance.io === 'fast'
+  const fast = v.appliance.io !== 'dgram'
   const low = [v.appliance.genevePort, v.appliance.httpPort, v.adminApi.port].some((p: number) => p < 1024)
   const want = [...(fast ? ['NET_RAW'] : []), ...(low ? ['NET_BIND_SERVICE'] : [])]
   t.deepEqual(app.securityContext.capabilities.add ?? [], want)
@@ -408,7 +409,7 @@ function invariants(t: T, r: Rendered, values: Obj): void {
   const ca = pod.volumes.find((x: Obj) => x.name === 'ca')
   if (v.ca.mode === 'secret') t.is(ca.secret.secretName, v.ca.secret.name)
   if (v.ca.mode === 'kms') {
-    t.is(arg(app.args, 'ca-kms-key-id'), v.ca.kms.keyId)
+    t.is(arg(app.args, 'kms-key-id'), v.ca.kms.keyId)
     const cm = must(r, 'ConfigMap', ca.configMap.name)
     t.is(cm.data['ca.crt'].trim(), v.ca.kms.certificate.trim())
     t.regex(ds.spec.template.metadata.annotations['checksum/ca-certificate'], /^[0-9a-f]{64}$/)
@@ -741,38 +742,58 @@ test('the operator accepts every flag the chart passes, with the meaning the cha
   )
 })
 
-/**
- * The appliance's cluster-mode flags the chart passes. The standalone CLI (cli/src/appliance.ts) knows
- * the first group today; the second group is what the chart assumes for the admin API, its state and the
- * CA, to be reconciled with the appliance when its cluster mode lands.
- */
-const APPLIANCE_FLAGS_KNOWN = ['bind', 'geneve-port', 'http-port', 'io', 'drain-seconds', 'log-level']
-const APPLIANCE_FLAGS_ASSUMED = [
-  'state-dir',
-  'admin-port',
-  'admin-token-file',
-  'admin-tls-cert',
-  'admin-tls-key',
-  'ca-cert',
-  'ca-key',
-  'ca-kms-key-id',
-]
-
-test('the appliance flags the chart passes are the documented ones', (t) => {
-  // Read, not imported: the appliance command is being written beside this chart.
-  const cli = new URL('../../cli/src/appliance.ts', import.meta.url)
-  if (existsSync(cli)) {
-    const src = readFileSync(cli, 'utf8')
-    for (const f of APPLIANCE_FLAGS_KNOWN)
-      t.true(src.includes(`'${f}'`) || src.includes(` ${f}:`), `--${f} is an option of the CLI`)
-  } else t.log('cli/src/appliance.ts does not exist yet: only the chart side is checked')
+test('the appliance accepts every flag the chart passes, with the meaning the chart intends', async (t) => {
   const seen = new Set<string>()
-  for (const values of Object.values(SCENARIOS)) {
-    const app = must(render(values), 'DaemonSet').spec.template.spec.containers[0]
+  const rendered = Object.entries(SCENARIOS).map(([name, values]) => {
+    const r = render(values)
+    const app = must(r, 'DaemonSet').spec.template.spec.containers[0]
     t.is(app.args[0], 'appliance')
-    for (const a of app.args.slice(1) as string[]) seen.add(/^--([a-z-]+)=/.exec(a)![1]!)
+    const args = (app.args as string[]).slice(1).map((a) => a.replace('$(POD_IP)', '10.0.1.23'))
+    for (const a of args) seen.add(/^--([a-z-]+)=/.exec(a)![1]!)
+    return { name, args, v: r.values as Obj }
+  })
+  // The appliance's own flag parser, where it exists (appliance/src/options.ts); else its option list.
+  const optionsModule = new URL('../../appliance/src/options.ts', import.meta.url)
+  if (existsSync(optionsModule)) {
+    const { parseApplianceArgs } = (await import(optionsModule.href)) as {
+      parseApplianceArgs: (a: string[]) => Obj
+    }
+    for (const { name, args, v } of rendered) {
+      const o = parseApplianceArgs(args)
+      t.is(o.bind, '10.0.1.23', name)
+      t.is(o.genevePort, v.appliance.genevePort, name)
+      t.is(o.httpPort, v.appliance.httpPort, name)
+      t.is(o.drainSeconds, v.appliance.drainSeconds, name)
+      t.is(o.io, v.appliance.io, name)
+      t.is(o.admin.port, v.adminApi.port, name)
+      t.is(o.admin.stateDir, '/var/lib/flowgate', name)
+      t.is(o.admin.tokenFile, `/etc/flowgate/admin-token/${v.adminApi.tokenSecret.key}`, name)
+      t.is(o.admin.tlsCert !== undefined, v.adminApi.scheme === 'https', name)
+      t.is(o.ca?.kms?.keyId, v.ca.mode === 'kms' ? v.ca.kms.keyId : undefined, name)
+      t.is(o.ca?.key !== undefined, v.ca.mode === 'secret', name)
+      t.is(o.ca === undefined, v.ca.mode === 'none', name)
+    }
+  } else {
+    const src = readFileSync(new URL('../../cli/src/appliance.ts', import.meta.url), 'utf8')
+    for (const f of seen)
+      if (!f.startsWith('ca-') && f !== 'kms-key-id') t.true(src.includes(`'${f}'`), `--${f}`)
   }
-  t.deepEqual([...seen].sort(), [...APPLIANCE_FLAGS_KNOWN, ...APPLIANCE_FLAGS_ASSUMED].sort())
+  t.deepEqual([...seen].sort(), [
+    'admin-port',
+    'admin-tls-cert',
+    'admin-tls-key',
+    'admin-token-file',
+    'bind',
+    'ca-cert',
+    'ca-key',
+    'drain-seconds',
+    'geneve-port',
+    'http-port',
+    'io',
+    'kms-key-id',
+    'log-level',
+    'state-dir',
+  ])
 })
 
 // ------------------------------------------------------------------ the EKS guide

@@ -78,7 +78,7 @@ const cases: [string, string, unknown?][] = [
   ['{{ toYaml .Values.map }}', 'a: 1\nb: 2'],
   ['{{ toYaml .Values.emptyMap }}', '{}'],
   ['{{ toYaml .Values.list | nindent 2 }}', '\n  - a\n  - b'],
-  ['{{ toYaml .Values.nested | indent 4 }}', '    x:\n      "y": deep'], // go-yaml v2 quotes y (a YAML 1.1 bool),
+  ['{{ toYaml .Values.nested | indent 4 }}', '    x:\n      "y": deep'], // go-yaml v2 quotes "y": a YAML 1.1 bool
   ['{{ toJson .Values.map }}', '{"a":1,"b":2}'],
   ['{{ "abc" | b64enc }}', 'YWJj'],
   ['{{ hasKey .Values "name" }} {{ hasKey .Values "nope" }}', 'true false'],

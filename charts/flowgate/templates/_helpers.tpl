@@ -93,7 +93,7 @@ and installs nothing.
 {{- fail (printf "appliance.terminationGracePeriodSeconds (%d) must be at least appliance.drainSeconds + 15 (%d): the kubelet would kill the appliance while GWLB still sends it the flows it is draining" (int $a.terminationGracePeriodSeconds) $minGrace) -}}
 {{- end -}}
 {{- if and (eq $a.io "dgram") (eq $a.stateDir.type "hostPath") -}}
-{{- fail "appliance.io=dgram runs the appliance as a non-root user, which cannot write a hostPath state directory: set appliance.stateDir.type=emptyDir (or use io=fast)" -}}
+{{- fail "appliance.io=dgram runs the appliance as a non-root user, which cannot write a hostPath state directory: set appliance.stateDir.type=emptyDir (or use io=native)" -}}
 {{- end -}}
 {{- if and (eq $a.io "dgram") (include "flowgate.applianceLowPort" .) -}}
 {{- fail "appliance.io=dgram runs the appliance as a non-root user, which cannot bind ports below 1024 (Kubernetes grants no ambient capabilities): use ports of 1024 and above (or io=fast)" -}}
