@@ -1,4 +1,6 @@
 // Leader election between operator replicas on a coordination.k8s.io/v1 Lease.
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import test from 'ava'
 import { allowPolicy, Cluster, NS, sleep, waitFor } from './harness.ts'
 
@@ -122,3 +124,27 @@ test.serial(
     t.is(c.leader(), b, 'op-b leads alone')
   },
 )
+
+test.serial('SIGTERM: the operator process releases the Lease and exits cleanly', async (t) => {
+  const c = await Cluster.start()
+  t.teardown(() => c.close())
+  const child = spawn(
+    process.execPath,
+    [fileURLToPath(new URL('fixtures/operator-child.ts', import.meta.url)), c.kube.url, c.tokenPath],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  )
+  t.teardown(() => child.kill('SIGKILL'))
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString()
+  })
+  await waitFor(() => out.includes('leading'), 'the child to lead', 10_000)
+  t.is(c.kube.get('leases', 'flowgate-operator', NS)!.spec.holderIdentity, 'child')
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
+  child.kill('SIGTERM')
+  t.is(await exited, 0)
+  t.true(out.includes('stopped'))
+  t.is(c.kube.get('leases', 'flowgate-operator', NS)!.spec.holderIdentity, '', 'released on SIGTERM')
+})
