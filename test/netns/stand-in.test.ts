@@ -95,6 +95,60 @@ netTest('contract check: a changed Geneve header is a violation', async (t) => {
   t.true((report.byReason['geneve-header-changed'] ?? 0) >= 2, JSON.stringify(report.byReason))
 })
 
+netTest('three GWLB nodes (cross-zone): every packet goes back to the node that sent it', async (t) => {
+  const report = await withLab(t, { gwlbNodes: 3 }, async ({ client }) => {
+    const hello = await client('curl', ['-sS', '--max-time', '10', `http://${LAB.server4}:8080/`])
+    t.is(hello.code, 0, hello.stderr)
+    const r = await client(
+      'curl',
+      ['-sS', '--max-time', '30', `http://${LAB.server4}:8080/bytes/1000000/9`],
+      40_000,
+    )
+    t.is(sha256(r.stdout), sha256(deterministicBytes(1_000_000, 9)))
+    const p = await client('ping', ['-c', '3', '-i', '0.05', '-w', '10', LAB.server4], 15_000)
+    t.is(p.code, 0, p.stdout.toString())
+  })
+  t.is(report.violations, 0, JSON.stringify(report.samples))
+  t.is(report.returnedByNode.length, 3)
+  t.true(
+    report.returnedByNode.every((n) => n > 0),
+    `flows spread over every node: ${report.returnedByNode}`,
+  )
+})
+
+netTest('contract check: replying to one GWLB node for all flows is a violation', async (t) => {
+  const report = await withLab(t, { gwlbNodes: 2, mode: 'one-node' }, async ({ client }) => {
+    await client('ping', ['-c', '2', '-i', '0.1', '-W', '1', LAB.server4], 10_000)
+    await client('ping', ['-6', '-c', '2', '-i', '0.1', '-W', '1', LAB.server6], 10_000)
+  })
+  t.true((report.byReason['wrong-gwlb-node'] ?? 0) >= 1, JSON.stringify(report.byReason))
+})
+
+netTest(
+  'rebalancing: a cookie change mid-download is followed, and an appliance that does not follow is caught',
+  async (t) => {
+    const ok = await withLab(t, {}, async ({ lab, client }) => {
+      const download = client(
+        'curl',
+        ['-sS', '--max-time', '30', `http://${LAB.server4}:8080/bytes/4000000/11`],
+        40_000,
+      )
+      await new Promise((r) => setTimeout(r, 60))
+      lab.changeCookies(200)
+      const r = await download
+      t.is(sha256(r.stdout), sha256(deterministicBytes(4_000_000, 11)))
+    })
+    t.is(ok.violations, 0, JSON.stringify(ok.samples))
+    const stale = await withLab(t, { mode: 'stale-header' }, async ({ lab, client }) => {
+      const ping = client('ping', ['-c', '8', '-i', '0.1', '-W', '1', LAB.server4], 15_000)
+      await new Promise((r) => setTimeout(r, 250))
+      lab.changeCookies(50)
+      await ping
+    })
+    t.true((stale.byReason['geneve-header-changed'] ?? 0) >= 2, JSON.stringify(stale.byReason))
+  },
+)
+
 netTest('the lab removes its namespaces and links on close, even when the test body throws', async (t) => {
   let names: string[] = []
   await t.throwsAsync(

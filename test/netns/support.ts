@@ -1,5 +1,6 @@
 // Shared by the namespace suites: a lab with an appliance attached, torn down whatever happens.
 import type { ExecutionContext } from 'ava'
+import type { EchoMode } from '../support/echo-appliance.ts'
 import { GwlbLab, type LabOptions, type StandInReport } from '../support/netns/gwlb-stand-in.ts'
 
 const ECHO = new URL('../support/echo-appliance.ts', import.meta.url).pathname
@@ -18,7 +19,7 @@ export interface LabRun {
  */
 export async function withLab(
   t: ExecutionContext,
-  opts: LabOptions & { backend?: 'native' | 'dgram'; mode?: 'echo' | 'naive' | 'mangle' },
+  opts: LabOptions & { backend?: 'native' | 'dgram'; mode?: EchoMode | 'naive' },
   fn: (run: LabRun) => Promise<void>,
 ): Promise<StandInReport> {
   const lab = await GwlbLab.create(opts)

@@ -2,12 +2,15 @@
 // through PacketIO (pass-through). The real appliance replaces it and reuses the same stand-in.
 //
 //   node test/support/echo-appliance.ts [--backend native|dgram|auto] [--bind ADDR] [--port 6081]
-//                                       [--mode echo|naive|mangle]
+//                                       [--mode echo|naive|mangle|one-node|stale-header]
 //
 // Prints `listening <backend> <port>` once bound; exits 0 on SIGTERM/SIGINT, after printing its stats.
 // The faulty modes exist to prove the stand-in's contract checks can fail:
 //   naive  — a plain dgram echo: replies from 6081 to GWLB's source port (GWLB.md says: wrong);
-//   mangle — flips a bit of the flow cookie in the Geneve header before replying.
+//   mangle — flips a bit of the flow cookie in the Geneve header before replying;
+//   one-node — replies to the first GWLB node it ever heard from, whoever sent the packet;
+//   stale-header — keeps the first Geneve header seen per GWLB source port and puts it on every reply
+//                  (an appliance that does not refresh the header when GWLB changes the cookie).
 import { createSocket } from 'node:dgram'
 import { parseArgs } from 'node:util'
 import {
@@ -17,13 +20,33 @@ import {
   type RxBatch,
 } from '../../appliance/src/io/index.ts'
 
-/** The pass-through handler: Geneve base header or longer → reply as is. */
-export function echoHandler(io: PacketIO, mangle = false): (b: RxBatch) => void {
+export type EchoMode = 'echo' | 'mangle' | 'one-node' | 'stale-header'
+
+/** The pass-through handler: Geneve base header or longer → reply as is (or broken, per `mode`). */
+export function echoHandler(io: PacketIO, mode: EchoMode = 'echo'): (b: RxBatch) => void {
+  let firstNode = -1
+  const headers = new Map<number, Buffer>()
   return (b) => {
     for (let i = 0; i < b.count; i++) {
       const len = b.length(i)
       if (len < 8) continue
-      if (mangle && len >= 40) b.buffer(i)[b.offset(i) + 39]! ^= 1
+      const buf = b.buffer(i)
+      const off = b.offset(i)
+      if (mode === 'mangle' && len >= 40) buf[off + 39]! ^= 1
+      if (mode === 'stale-header' && len >= 40) {
+        const h = headers.get(b.remotePort(i))
+        if (h) buf.set(h, off)
+        else headers.set(b.remotePort(i), Buffer.from(buf.subarray(off, off + 40)))
+      }
+      if (mode === 'one-node') {
+        if (firstNode < 0) firstNode = b.remoteAddr(i)
+        io.send(buf, off, len, {
+          localAddr: b.localAddr(i),
+          remoteAddr: firstNode,
+          remotePort: b.remotePort(i),
+        })
+        continue
+      }
       io.reply(b, i, len)
     }
   }
@@ -53,7 +76,7 @@ async function main(): Promise<void> {
     bindAddr: values.bind,
     port,
   })
-  await io.start(echoHandler(io, values.mode === 'mangle'))
+  await io.start(echoHandler(io, values.mode as EchoMode))
   console.log(`listening ${io.backend} ${io.port}`)
   const stop = async () => {
     await io.close()

@@ -17,7 +17,8 @@
 // destination into the client's or the server's TUN.
 //
 // Contract checks on every returned datagram (violations are counted by reason, with samples):
-//   - it comes from the appliance's address, to gwlbAddr:6081, from the flow's GWLB source port
+//   - it comes from the appliance's address, to the flow's GWLB node at :6081, from the flow's GWLB
+//     source port
 //     (a reply sent to the source port instead, as a naive echo does, lands on that port's socket here:
 //     also a violation);
 //   - its Geneve header is byte for byte the flow's header;
@@ -26,6 +27,12 @@
 // The outer UDP checksum is checked by the kernel (a bad one is dropped before us: the peers see loss).
 //
 // Loss and reordering are injected from a seed, in both directions, so a failure replays.
+//
+// Also modelled, for the contract points they test:
+//   - several GWLB nodes (`gwlbNodes`): cross-zone load balancing sends flows from several node IPs to one
+//     appliance, which must answer each packet to the node that sent it (GWLB.md "Returning a packet");
+//   - rebalancing (`changeCookies()`): GWLB may change an established flow's cookie; the appliance must
+//     follow the latest header. The previous header is accepted for a grace period (packets in flight).
 
 import { randomBytes } from 'node:crypto'
 import { createSocket, type Socket } from 'node:dgram'
@@ -44,6 +51,8 @@ export interface LabOptions {
   seed?: number
   /** first GWLB source port; flows get consecutive ports from here. Default 60000 */
   firstPort?: number
+  /** GWLB node addresses flows are spread over (round robin), 1–5; default 1 */
+  gwlbNodes?: number
 }
 
 export interface Violation {
@@ -66,6 +75,8 @@ export interface StandInReport {
   unforwardable: number
   /** inner packets the kernel refused at a TUN write */
   deliveryFailed: number
+  /** datagrams returned to each GWLB node (index as in gwlbNodeAddrs) */
+  returnedByNode: number[]
   violations: number
   byReason: Record<string, number>
   samples: Violation[]
@@ -73,7 +84,11 @@ export interface StandInReport {
 
 interface Flow {
   port: number
+  node: number
   header: Buffer
+  /** the header before the last changeCookies(), accepted until graceUntil */
+  previous: Buffer | undefined
+  graceUntil: number
   sock: Socket
 }
 
@@ -96,19 +111,24 @@ export class GwlbLab {
   readonly client: string
   readonly server: string
   readonly appliance: string
+  /** the (first) GWLB node's address */
   readonly gwlbAddr: string
+  /** every GWLB node's address; flows are spread over them */
+  readonly gwlbNodeAddrs: readonly string[]
   readonly applianceAddr: string
   readonly endpointId: Buffer
   private readonly rng: () => number
   private readonly seed: number
   private readonly loss: number
   private readonly reorder: number
+  private readonly firstPort: number
   private nextPort: number
   private readonly flows = new Map<string, Flow>()
   private readonly ports = new Set<number>()
   private clientTun: TunDevice | undefined
   private serverTun: TunDevice | undefined
-  private main: Socket | undefined
+  private readonly mains: Socket[] = []
+  private readonly returnedByNode: number[]
   private readonly stats = {
     encapsulated: 0,
     returned: 0,
@@ -130,15 +150,21 @@ export class GwlbLab {
     this.rng = seeded(this.seed)
     this.loss = options.loss ?? 0
     this.reorder = options.reorder ?? 0
-    this.nextPort = options.firstPort ?? 60000
+    this.firstPort = options.firstPort ?? 60000
+    this.nextPort = this.firstPort
     this.client = ns.create('cli')
     this.server = ns.create('srv')
     this.appliance = ns.create('app')
-    // A /30 on the GWLB↔appliance link, picked at random in 100.64/10 so parallel labs do not collide.
-    const r = randomBytes(2)
+    // A /29 on the GWLB↔appliance link, picked at random in 100.64/10 so parallel labs do not collide:
+    // .1 and .3–.6 are GWLB nodes, .2 the appliance.
+    const r = randomBytes(3)
     const net = `100.${64 + (r[0]! & 63)}.${r[1]}`
-    this.gwlbAddr = `${net}.1`
-    this.applianceAddr = `${net}.2`
+    const base = 8 * (r[2]! & 31)
+    const nodes = Math.max(1, Math.min(5, options.gwlbNodes ?? 1))
+    this.gwlbNodeAddrs = [1, 3, 4, 5, 6].slice(0, nodes).map((h) => `${net}.${base + h}`)
+    this.gwlbAddr = this.gwlbNodeAddrs[0]!
+    this.applianceAddr = `${net}.${base + 2}`
+    this.returnedByNode = this.gwlbNodeAddrs.map(() => 0)
     this.endpointId = randomBytes(8)
   }
 
@@ -164,21 +190,23 @@ export class GwlbLab {
     // Jumbo MTU like a VPC (9001): a 1,500-byte inner packet plus 68 bytes of encapsulation is one datagram.
     ip('link', 'add', g, 'mtu', '9001', 'type', 'veth', 'peer', 'name', a, 'mtu', '9001')
     ip('link', 'set', a, 'netns', this.appliance)
-    ip('addr', 'add', `${this.gwlbAddr}/30`, 'dev', g)
+    for (const addr of this.gwlbNodeAddrs) ip('addr', 'add', `${addr}/29`, 'dev', g)
     ip('link', 'set', g, 'up')
-    ip('-n', this.appliance, 'addr', 'add', `${this.applianceAddr}/30`, 'dev', a)
+    ip('-n', this.appliance, 'addr', 'add', `${this.applianceAddr}/29`, 'dev', a)
     ip('-n', this.appliance, 'link', 'set', a, 'up')
 
     this.clientTun = this.tun(`fg${id}c`, this.client, LAB.client4, LAB.client6, '10.0.2.0/24', 'fd00:2::/64')
     this.serverTun = this.tun(`fg${id}s`, this.server, LAB.server4, LAB.server6, '10.0.1.0/24', 'fd00:1::/64')
 
-    const main = createSocket({ type: 'udp4', recvBufferSize: 8 << 20 })
-    this.main = main
-    await new Promise<void>((resolve, reject) => {
-      main.once('error', reject)
-      main.bind(GENEVE_PORT, this.gwlbAddr, () => resolve())
-    })
-    main.on('message', (msg, rinfo) => this.fromAppliance(msg, rinfo.address, rinfo.port))
+    for (const [node, addr] of this.gwlbNodeAddrs.entries()) {
+      const main = createSocket({ type: 'udp4', recvBufferSize: 8 << 20 })
+      this.mains.push(main)
+      await new Promise<void>((resolve, reject) => {
+        main.once('error', reject)
+        main.bind(GENEVE_PORT, addr, () => resolve())
+      })
+      main.on('message', (msg, rinfo) => this.fromAppliance(msg, rinfo.address, rinfo.port, node))
+    }
     this.clientTun.read((p) => this.fromSide(p))
     this.serverTun.read((p) => this.fromSide(p))
   }
@@ -227,6 +255,7 @@ export class GwlbLab {
   private flowFor(key: string, family: 4 | 6): Flow {
     let f = this.flows.get(key)
     if (f) return f
+    const node = (port0: number) => (port0 - this.firstPort) % this.gwlbNodeAddrs.length
     const port = this.nextPort++
     const header = gwlbGeneveHeader(family === 4 ? 0x0800 : 0x86dd, {
       endpointId: this.endpointId,
@@ -236,19 +265,21 @@ export class GwlbLab {
     // The flow's own source port. Anything arriving on it is a reply sent the naive way.
     const sock = createSocket({ type: 'udp4', reuseAddr: true })
     sock.on('message', (_m, r) => {
-      this.violation('reply-to-gwlb-source-port', `from ${r.address}:${r.port} to ${this.gwlbAddr}:${port}`)
+      this.violation('reply-to-gwlb-source-port', `from ${r.address}:${r.port} to GWLB port ${port}`)
     })
     sock.on('error', (e) => this.violation('stand-in-socket-error', e.message))
-    sock.bind(port, this.gwlbAddr)
-    f = { port, header, sock }
+    const n = node(port)
+    sock.bind(port, this.gwlbNodeAddrs[n])
+    f = { port, node: n, header, previous: undefined, graceUntil: 0, sock }
     this.flows.set(key, f)
     this.ports.add(port)
     return f
   }
 
-  /** What the appliance sent to gwlbAddr:6081. */
-  private fromAppliance(msg: Buffer, address: string, port: number): void {
+  /** What the appliance sent to GWLB node `node` at :6081. */
+  private fromAppliance(msg: Buffer, address: string, port: number, node: number): void {
     this.stats.returned++
+    this.returnedByNode[node]!++
     if (address !== this.applianceAddr) {
       this.violation('wrong-source-address', `${address}:${port}`)
       return
@@ -277,7 +308,16 @@ export class GwlbLab {
       return
     }
     if (port !== flow.port) this.violation('wrong-source-port', `got ${port}, flow's GWLB port ${flow.port}`)
-    if (hlen !== GENEVE_LEN || !msg.subarray(0, hlen).equals(flow.header)) {
+    if (node !== flow.node) {
+      this.violation(
+        'wrong-gwlb-node',
+        `sent to ${this.gwlbNodeAddrs[node]}, flow's node ${this.gwlbNodeAddrs[flow.node]}`,
+      )
+    }
+    const got = msg.subarray(0, hlen)
+    const stale =
+      flow.previous !== undefined && performance.now() < flow.graceUntil && got.equals(flow.previous)
+    if (!stale && (hlen !== GENEVE_LEN || !got.equals(flow.header))) {
       this.violation(
         'geneve-header-changed',
         `sent ${flow.header.toString('hex')} got ${msg.subarray(0, hlen).toString('hex')}`,
@@ -327,12 +367,26 @@ export class GwlbLab {
     for (const s of h) s()
   }
 
+  /**
+   * Rebalancing: every flow gets a new cookie, so every later packet carries a new Geneve header. Replies
+   * with the previous header are accepted for graceMs (they may answer packets already in flight).
+   */
+  changeCookies(graceMs = 500): void {
+    const until = performance.now() + graceMs
+    for (const f of this.flows.values()) {
+      f.previous = Buffer.from(f.header)
+      f.graceUntil = until
+      f.header.writeUInt32BE(randomBytes(4).readUInt32BE(), GENEVE_LEN - 4)
+    }
+  }
+
   report(): StandInReport {
     const violations = Object.values(this.byReason).reduce((a, b) => a + b, 0)
     return {
       seed: this.seed,
       flows: this.flows.size,
       ...this.stats,
+      returnedByNode: [...this.returnedByNode],
       violations,
       byReason: { ...this.byReason },
       samples: [...this.violations],
@@ -346,7 +400,7 @@ export class GwlbLab {
     if (this.heldTimer) clearTimeout(this.heldTimer)
     this.clientTun?.close()
     this.serverTun?.close()
-    const socks = [this.main, ...[...this.flows.values()].map((f) => f.sock)].filter((s) => s !== undefined)
+    const socks = [...this.mains, ...[...this.flows.values()].map((f) => f.sock)]
     for (const s of socks) {
       try {
         s.close()
