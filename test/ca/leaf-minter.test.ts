@@ -263,3 +263,18 @@ test('openSigner: exactly one of a key file or a KMS key id (FG_ERR_CA_CONFIG)',
   })
   t.is(err?.code, 'FG_ERR_CA_KEY_LOAD')
 })
+
+test('mints beyond the concurrency cap wait in a bounded queue; past it, FG_ERR_CA_BUSY at once', async (t) => {
+  const m = new LeafMinter(await createIntermediate(signer, root), { concurrency: 1, maxQueued: 2 })
+  const results = await Promise.allSettled(['a', 'b', 'c', 'd', 'e'].map((h) => m.get(`${h}.busy.test`)))
+  t.deepEqual(
+    results.map((r) => r.status),
+    ['fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'rejected'],
+  )
+  for (const r of results.slice(3))
+    t.is(((r as PromiseRejectedResult).reason as CaError).code, 'FG_ERR_CA_BUSY')
+  t.is(m.stats.mints, 3)
+  t.is(m.stats.mintErrors, 2)
+  // Refusals are not remembered: once the queue drains, the same names mint.
+  t.is((await m.get('d.busy.test')).host, 'd.busy.test')
+})

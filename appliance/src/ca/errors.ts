@@ -18,6 +18,8 @@ export const CaErrorCodes = {
   root: 'FG_ERR_CA_ROOT',
   /** a host name that cannot go into a certificate */
   name: 'FG_ERR_CA_NAME',
+  /** too many leaf mints are waiting already (a flood of new names): refused rather than queued */
+  busy: 'FG_ERR_CA_BUSY',
   /** a validity or option that makes no sense */
   config: 'FG_ERR_CA_CONFIG',
 } as const

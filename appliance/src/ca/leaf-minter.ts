@@ -46,6 +46,11 @@ export interface LeafMinterOptions {
    * job in one go: with 60 mints in flight that was a 65 ms stall; capped, it stays a few ms.
    */
   concurrency?: number
+  /**
+   * mints allowed to wait for a slot (default 1024); beyond that get() fails at once with FG_ERR_CA_BUSY,
+   * so a flood of fresh SNI names cannot grow the queue (and each waiting flow) without bound
+   */
+  maxQueued?: number
   /** merged into every leaf's tls.createSecureContext options (ciphers, minVersion, ...) */
   secureContextOptions?: tls.SecureContextOptions
   now?: () => number
@@ -123,6 +128,7 @@ export class LeafMinter {
   readonly #now: () => number
   readonly #tlsOptions: tls.SecureContextOptions
   readonly #concurrency: number
+  readonly #maxQueued: number
   #active = 0
   readonly #waiting: (() => void)[] = []
   #issuer: Promise<Issuer>
@@ -136,6 +142,7 @@ export class LeafMinter {
     this.#now = o.now ?? Date.now
     this.#tlsOptions = o.secureContextOptions ?? {}
     this.#concurrency = o.concurrency ?? 2
+    this.#maxQueued = o.maxQueued ?? 1024
     if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1) {
       throw new CaError(
         CaErrorCodes.config,
@@ -254,7 +261,15 @@ export class LeafMinter {
 
   async #mint(host: string, kind: 'dns' | 'ip'): Promise<{ leaf: MintedLeaf; generation: number }> {
     const t0 = performance.now()
-    if (this.#active >= this.#concurrency) await new Promise<void>((r) => this.#waiting.push(r))
+    if (this.#active >= this.#concurrency) {
+      if (this.#waiting.length >= this.#maxQueued) {
+        throw new CaError(
+          CaErrorCodes.busy,
+          `${this.#waiting.length} leaf mints already waiting; refusing ${host}`,
+        )
+      }
+      await new Promise<void>((r) => this.#waiting.push(r))
+    }
     this.#active++
     try {
       return await this.#mintNow(host, kind, t0)
