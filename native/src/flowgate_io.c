@@ -193,6 +193,21 @@ static napi_value raw_open(napi_env env, napi_callback_info info) {
   return num(env, fd);
 }
 
+// captureOpen(protocol) -> fd: a raw socket that receives a copy of every incoming IPv4 packet of that
+// protocol, IP header included — how the packet I/O suite sees the outer header we put on the wire
+// (TTL, flags, UDP checksum), which a UDP socket hides. Read it with pollerOpen mode 1. CAP_NET_RAW.
+static napi_value capture_open(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t proto;
+  if (argc < 1 || !arg_u32(env, argv[0], &proto) || proto == 0 || proto > 254)
+    return throw_arg(env, "captureOpen(protocol)");
+  int fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, (int)proto);
+  if (fd < 0) return throw_sys(env, "socket SOCK_RAW", errno);
+  return num(env, fd);
+}
+
 static napi_value fd_close(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -628,6 +643,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"rawOpen", NULL, raw_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fdClose", NULL, fd_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"captureOpen", NULL, capture_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pollerOpen", NULL, poller_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pollerClose", NULL, poller_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pollerRef", NULL, poller_ref, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -3,6 +3,7 @@
 // ports and listens on 6081, as GWLB does; the backend under test runs on another 127/8 address.
 import { createSocket, type Socket } from 'node:dgram'
 import test, { type ExecutionContext } from 'ava'
+import { loadAddon } from '../../appliance/src/io/addon.ts'
 import {
   createPacketIO,
   ipv4ToU32,
@@ -11,7 +12,7 @@ import {
   type RxBatch,
   u32ToIpv4,
 } from '../../appliance/src/io/index.ts'
-import { gwlbGeneveHeader, ipv4Udp } from '../support/netns/packets.ts'
+import { fold, gwlbGeneveHeader, ipv4Udp, sum16 } from '../support/netns/packets.ts'
 import { privilegedTest } from '../support/netns/privileges.ts'
 
 const PORT = 6081
@@ -328,6 +329,61 @@ for (const backend of ['native', 'dgram'] as const) {
     }
   })
 }
+
+privilegedTest(['root', 'addon'])(
+  'native: the outer header is what GWLB itself sends: IPv4, TTL 255, DF clear, valid non-zero UDP checksum',
+  async (t) => {
+    const n = loopNet()
+    const a = loadAddon()
+    // A raw capture socket sees the datagram as it crossed the wire, header and all.
+    const fd = a.captureOpen(17)
+    const SLOT = 65536
+    const ring = Buffer.allocUnsafeSlow(SLOT * 16)
+    const meta = new Uint32Array(16 * 8)
+    const captured: Buffer[] = []
+    const src = ipv4ToU32(n.app)
+    const dst = ipv4ToU32(n.gwlb)
+    const poller = a.pollerOpen(fd, 1, ring, SLOT, meta, 16, (count) => {
+      for (let i = 0; i < count; i++) {
+        const p = ring.subarray(i * SLOT, i * SLOT + meta[i * 8]!)
+        if (p.length >= 28 && p.readUInt32BE(12) === src && p.readUInt32BE(16) === dst)
+          captured.push(Buffer.from(p))
+      }
+    })
+    const io = await started('native', n.app)
+    const gw = await peer(n.gwlb, PORT)
+    const f = await peer(n.gwlb, 60040)
+    try {
+      for (const payload of ['odd length!', 'even length!']) {
+        const p = genevePacket(0xabcdef01, payload)
+        await send(f.s, p, PORT, n.app)
+        await gw.next()
+      }
+      for (let k = 0; k < 100 && captured.length < 2; k++) await sleep(10)
+      t.is(captured.length, 2)
+      for (const pkt of captured) {
+        t.is(pkt[0], 0x45, 'IPv4, no options')
+        t.is(pkt[8], 255, 'TTL 255')
+        t.is(pkt.readUInt16BE(6), 0, 'DF clear, not a fragment')
+        t.is(pkt[9], 17)
+        t.is(pkt.readUInt16BE(2), pkt.length)
+        t.is(fold(sum16(pkt, 0, 20)), 0xffff, 'IPv4 header checksum')
+        t.is(pkt.readUInt16BE(20), 60040, 'source port: GWLB’s')
+        t.is(pkt.readUInt16BE(22), PORT, 'destination port: 6081')
+        t.is(pkt.readUInt16BE(24), pkt.length - 20, 'UDP length')
+        t.not(pkt.readUInt16BE(26), 0, 'UDP checksum present')
+        const pseudo = sum16(pkt, 12, 8) + 17 + (pkt.length - 20)
+        t.is(fold(sum16(pkt, 20, pkt.length - 20, pseudo)), 0xffff, 'UDP checksum valid')
+      }
+    } finally {
+      a.pollerClose(poller)
+      a.fdClose(fd)
+      await io.close()
+      gw.s.close()
+      f.s.close()
+    }
+  },
+)
 
 test('ipv4ToU32 / u32ToIpv4 round-trip and reject garbage', (t) => {
   t.is(ipv4ToU32('10.0.0.1'), 0x0a000001)

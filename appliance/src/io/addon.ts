@@ -10,6 +10,8 @@ export interface FlowgateIoAddon {
   udpOpen(addr: number, port: number, rcvbuf: number): [fd: number, port: number]
   rawOpen(sndbuf: number): number
   fdClose(fd: number): void
+  /** raw socket receiving copies of incoming IPv4 packets of `protocol`, IP header included (tests) */
+  captureOpen(protocol: number): number
   pollerOpen(
     fd: number,
     mode: 0 | 1,
