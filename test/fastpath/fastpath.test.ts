@@ -5,7 +5,7 @@ import { FlowTable } from '../../appliance/src/flow/table.ts'
 import { l4ChecksumOk, ParsedPacket, parsePacket } from '../../appliance/src/wire/packet.ts'
 import { compile } from '../../policy/src/bundle.ts'
 import { PolicyEngine } from '../../policy/src/engine/index.ts'
-import { datagram, type Inner, refChecksum, tcp4, tcp6, udp4, udp6 } from '../wire/packets.ts'
+import { datagram, type Inner, ipPacket, refChecksum, tcp4, tcp6, udp4, udp6 } from '../wire/packets.ts'
 
 const doc = (name: string, spec: unknown) => ({
   apiVersion: 'flowgate.io/v1alpha1',
@@ -375,4 +375,47 @@ test('pending flows: handshake and pure ACKs pass, data is held', (t) => {
   t.is(send(rev(tcp4({ dport: 443, flags: 0x12 }))).name, 'pass')
   t.is(send(tcp4({ dport: 443, flags: 0x10 })).name, 'pass')
   t.is(send(tcp4({ dport: 443, flags: 0x18, payload: Buffer.from([22, 3, 1]) })).name, 'hold')
+})
+
+test('ICMP errors about a known flow follow that flow’s verdict (RELATED), not the ICMP policy', (t) => {
+  const { send, flows } = setup([
+    doc('p', {
+      priority: 1,
+      rules: [
+        { name: 'no-icmp', when: { protocols: ['ICMP', 'ICMPv6'] }, action: 'Deny' },
+        { name: 'no-telnet', when: { ports: ['23'] }, action: 'Deny' },
+      ],
+    }),
+  ])
+  const out = udp4({ payload: Buffer.from('query') })
+  t.is(send(out).name, 'pass')
+  const quote = (i: Inner) => ipPacket(i).subarray(0, 28)
+  // port unreachable from the server about the client's datagram
+  const err = { src: '203.0.113.9', dst: '10.0.0.1', proto: 1, icmpType: 3, icmpCode: 3, payload: quote(out) }
+  const r1 = send(err)
+  t.is(r1.name, 'pass')
+  t.is(r1.r.dir, 1)
+  t.is(flows.size, 1, 'no flow of its own')
+  // a router on the path (another source) sends time exceeded: still related (quoted src = error dst)
+  t.is(send({ ...err, src: '192.0.2.1', icmpType: 11, icmpCode: 0 }).name, 'pass')
+  // an error whose quote was not sent by the error's destination is just ICMP: denied
+  t.is(send({ ...err, dst: '10.0.0.99' }).reason, 'policy_deny')
+  // errors about a denied flow are dropped
+  const telnet = tcp4({ dport: 23, flags: 0x02 })
+  t.is(send(telnet).reason, 'policy_deny')
+  t.is(send({ ...err, payload: quote(telnet) }).reason, 'policy_deny')
+  // ICMPv6 Packet Too Big about an allowed TCP flow
+  const t6 = tcp6({ flags: 0x18, payload: Buffer.alloc(100) })
+  t.is(send(t6).name, 'pass')
+  const ptb = {
+    src: '2001:db8::1',
+    dst: 'fd00::1',
+    proto: 58,
+    icmpType: 2,
+    icmpCode: 0,
+    payload: ipPacket(t6).subarray(0, 48),
+  }
+  t.is(send(ptb).name, 'pass')
+  // an echo request is not an error: ICMP policy applies
+  t.is(send({ src: '10.0.0.1', dst: '203.0.113.9', proto: 1, icmpType: 8 }).reason, 'policy_deny')
 })

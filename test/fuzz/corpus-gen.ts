@@ -2,7 +2,7 @@
 // every parser branch, and stream prefixes captured from real TLS and HTTP clients.
 
 import { hasOpenssl, nodeClientHello, nodeHttpRequest, opensslClientHello } from '../peek/capture.ts'
-import { datagram, type Inner, tcp4, tcp6, udp4, udp6 } from '../wire/packets.ts'
+import { datagram, type Inner, ipPacket, tcp4, tcp6, udp4, udp6 } from '../wire/packets.ts'
 
 const tsOpts = Buffer.from([2, 4, 5, 0xb4, 1, 3, 3, 7, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 1, 1])
 const sack = Buffer.from([1, 1, 5, 10, 0, 0, 0, 10, 0, 0, 0, 20])
@@ -54,6 +54,27 @@ export async function corpusEntries(): Promise<[string, Buffer][]> {
       { src: '10.0.0.2', dst: '10.0.0.1', proto: 1, icmpType: 3, icmpCode: 3, payload: Buffer.alloc(28) },
     ],
     ['icmp6-echo', { src: 'fd00::1', dst: 'fd00::2', proto: 58, icmpType: 128, payload: Buffer.from('xyz') }],
+    [
+      'icmp4-related',
+      {
+        src: '203.0.113.9',
+        dst: '10.0.0.1',
+        proto: 1,
+        icmpType: 3,
+        icmpCode: 3,
+        payload: ipPacket(udp4({ payload: Buffer.from('JS is weakly typed') })).subarray(0, 28),
+      },
+    ],
+    [
+      'icmp6-ptb-related',
+      {
+        src: '2001:db8::1',
+        dst: 'fd00::1',
+        proto: 58,
+        icmpType: 2,
+        payload: ipPacket(tcp6({ ext: [opts6(60)], flags: 0x18 })).subarray(0, 64),
+      },
+    ],
     ['gre4', { src: '10.0.0.1', dst: '10.0.0.2', proto: 47, payload: Buffer.alloc(12) }],
   ]
   const out: [string, Buffer][] = pk.map(([n, i, g]) => [`pkt-${n}.bin`, datagram(i, g)])

@@ -11,6 +11,9 @@
 // dropIfContains, then replace. Fragments (see wire/ipv4.ts): first fragments get the flow's decision and
 // dropIfContains/dropEveryNth but are never rewritten; later fragments follow their flow's verdict.
 //
+// ICMP errors quoting a packet of a known flow follow that flow's verdict (no packet rules): so a policy
+// that drops ICMP does not break PMTU discovery or port-unreachable signalling of flows it allows.
+//
 // Pending decisions (L7 facts needed): TCP segments without payload pass; segments with payload come back
 // as `hold` for the caller to buffer, peek at (peek/), decide (setDecision) and then release or reset
 // (wire/build.ts buildRstToSender / buildRstToReceiver).
@@ -26,7 +29,7 @@ import { buildRstToSender, buildUnreachable } from '../wire/build.ts'
 import { adjust, sum16, update16 } from '../wire/checksum.ts'
 import { MalformedCounters } from '../wire/counters.ts'
 import { formatEndpointId } from '../wire/geneve.ts'
-import { Unreachable } from '../wire/icmp.ts'
+import { QuotedPacket, readQuoted, Unreachable } from '../wire/icmp.ts'
 import { Frag } from '../wire/ipv4.ts'
 import { IpProto, l4PseudoSum, ParsedPacket, parsePacket } from '../wire/packet.ts'
 import { TcpFlag } from '../wire/tcp.ts'
@@ -103,6 +106,7 @@ export class FastPath {
   private readonly scratch2 = Buffer.alloc(MAX_DATAGRAM)
   private readonly replyBuf = Buffer.alloc(MAX_DATAGRAM)
   private readonly parsed = new ParsedPacket()
+  private readonly quoted = new QuotedPacket()
   private readonly icmpRate: number
   private icmpTokens: number
   private icmpLast = Number.NEGATIVE_INFINITY
@@ -213,6 +217,10 @@ export class FastPath {
     this.reset(r)
     const flows = this.flows
     if (p.fragment === Frag.later) return this.laterFragment(p, now, r)
+    if (p.icmpType >= 0 && p.hasL4) {
+      const related = this.relatedFlow(p)
+      if (related >= 0) return this.related(p, related, now, r)
+    }
     flows.stagePacket(p)
     let i = flows.find()
     if (i < 0) {
@@ -263,6 +271,34 @@ export class FastPath {
       protocol: p.protocol,
       dstPort: reversed ? p.srcPort : p.dstPort,
     }
+  }
+
+  /**
+   * An ICMP error about a packet of a known flow belongs to that flow (as conntrack's RELATED): the quoted
+   * packet was sent by the error's destination, so its source must be the error's destination.
+   */
+  private relatedFlow(p: ParsedPacket): number {
+    const q = this.quoted
+    if (!readQuoted(p, q)) return -1
+    const b = p.buf
+    const n = p.family === 4 ? 4 : 16
+    for (let k = 0; k < n; k++) if (b[q.srcOff + k] !== b[p.dstOff + k]) return -1
+    this.flows.stage(b, p.endpointOff, q.family, q.srcOff, q.dstOff, q.protocol, q.srcPort, q.dstPort)
+    return this.flows.find()
+  }
+
+  /** A related ICMP error follows its flow's verdict; packet rules and counters of its own do not apply. */
+  private related(p: ParsedPacket, i: number, now: number, r: FastPathResult): FastPathResult {
+    const flows = this.flows
+    // The quoted packet travelled in direction d; the error travels back against it.
+    const dir = flows.direction(i) === 0 ? 1 : 0
+    r.flow = i
+    r.dir = dir
+    r.decision = this.decisions[flows.decision[i]!]
+    flows.touch(i, dir, p.ipEnd - p.ipOff, 0, now)
+    const v = flows.verdict[i]
+    if (v === Verdict.allow || v === Verdict.pending || v === Verdict.divert) return this.pass(p, r)
+    return this.drop(r, v === Verdict.deny ? Drop.policy_deny : Drop.policy_reject_silent)
   }
 
   private laterFragment(p: ParsedPacket, now: number, r: FastPathResult): FastPathResult {

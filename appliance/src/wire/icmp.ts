@@ -115,3 +115,62 @@ export function writeUnreachable(out: Uint8Array, o: number, p: ParsedPacket, ki
   out[i + 3] = c & 0xff
   return 40 + plen
 }
+
+/** Where the packet quoted by an ICMP error sits (RFC 792 / RFC 4443 §2.4(c): IP header + leading L4 bytes). */
+export class QuotedPacket {
+  family: 4 | 6 = 4
+  srcOff = 0
+  dstOff = 0
+  protocol = 0
+  /** 0 when the quote is too short to hold them or the protocol has none */
+  srcPort = 0
+  dstPort = 0
+}
+
+/**
+ * Reads the packet quoted in an ICMP error whose body starts at p.payloadOff. Lenient about lengths (a quote
+ * is truncated by design) but every read is bounded by the ICMP message. Returns false when there is no
+ * usable quote (not an error message, wrong family, truncated header, a later fragment).
+ */
+export function readQuoted(p: ParsedPacket, q: QuotedPacket): boolean {
+  if (p.protocol !== (p.family === 4 ? 1 : 58) || p.icmpType < 0 || !isIcmpError(p.family, p.icmpType))
+    return false
+  const b = p.buf
+  const o = p.payloadOff
+  const end = p.ipEnd
+  let l4: number
+  if (p.family === 4) {
+    if (end - o < 20 || b[o]! >> 4 !== 4) return false
+    const ihl = (b[o]! & 15) * 4
+    if (ihl < 20 || o + ihl > end) return false
+    if (((b[o + 6]! << 8) | b[o + 7]!) & 0x1fff) return false
+    q.srcOff = o + 12
+    q.dstOff = o + 16
+    q.protocol = b[o + 9]!
+    l4 = o + ihl
+  } else {
+    if (end - o < 40 || b[o]! >> 4 !== 6) return false
+    q.srcOff = o + 8
+    q.dstOff = o + 24
+    let nh = b[o + 6]!
+    l4 = o + 40
+    for (let n = 0; n < 8 && (nh === 0 || nh === 43 || nh === 60 || nh === 44); n++) {
+      if (l4 + 8 > end) return false
+      if (nh === 44 && ((b[l4 + 2]! << 8) | b[l4 + 3]!) & 0xfff8) return false
+      const len = nh === 44 ? 8 : (b[l4 + 1]! + 1) * 8
+      nh = b[l4]!
+      l4 += len
+    }
+    q.protocol = nh
+  }
+  q.family = p.family
+  q.srcPort = 0
+  q.dstPort = 0
+  if ((q.protocol === 6 || q.protocol === 17) && l4 + 4 <= end) {
+    q.srcPort = (b[l4]! << 8) | b[l4 + 1]!
+    q.dstPort = (b[l4 + 2]! << 8) | b[l4 + 3]!
+  } else if ((q.protocol === 1 || q.protocol === 58) && l4 + 8 <= end && isEcho(q.family, b[l4]!)) {
+    q.srcPort = q.dstPort = (b[l4 + 4]! << 8) | b[l4 + 5]!
+  }
+  return true
+}
