@@ -211,7 +211,10 @@ const TG = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/flow
 const SCENARIOS: Record<string, Obj> = {
   defaults: {},
   'CA in KMS': { ca: { mode: 'kms', kms: { keyId: 'alias/flowgate-ca', certificate: PEM } } },
-  'CA from a Secret (named)': { ca: { mode: 'secret', secret: { name: 'my-ca' } } },
+  'CA from a Secret (named), extra upstream roots': {
+    ca: { mode: 'secret', secret: { name: 'my-ca' } },
+    appliance: { upstreamCa: { configMapName: 'corp-roots', key: 'roots.pem' } },
+  },
   'CA from the default Secret name': { ca: { mode: 'secret' } },
   'EKS production': {
     aws: { region: 'eu-west-1' },
@@ -537,6 +540,11 @@ const BAD: [string, Obj, RegExp][] = [
     /cannot bind ports below 1024/,
   ],
   ['two ports the same', { appliance: { httpPort: 9443 } }, /must differ/],
+  [
+    'both a ServiceMonitor and a PodMonitor',
+    { monitoring: { serviceMonitor: { enabled: true }, podMonitor: { enabled: true } } },
+    /enable one of them/,
+  ],
 ]
 for (const [name, values, re] of BAD) {
   test(`template check fails: ${name}`, (t) => {
@@ -624,6 +632,13 @@ test('the default values.yaml satisfies its own schema, and every key in it is d
 })
 
 // ------------------------------------------------------------------ details worth pinning
+
+test('Kubernetes older than 1.29 (no GA CEL validation for the CRD) is refused as Helm does', (t) => {
+  const err = t.throws(() => render({}, { kubeVersion: 'v1.28.9' }))
+  t.is(err!.message, 'chart requires kubeVersion: >=1.29.0-0 which is incompatible with Kubernetes v1.28.9')
+  t.notThrows(() => render({}, { kubeVersion: 'v1.29.0' }))
+  t.notThrows(() => render({}, { kubeVersion: 'v1.33.1' }))
+})
 
 test('Secret volume modes are octal as Kubernetes reads YAML (0440 = 288)', (t) => {
   const ds = must(render(), 'DaemonSet')
@@ -772,6 +787,12 @@ test('the appliance accepts every flag the chart passes, with the meaning the ch
       t.is(o.ca?.kms?.keyId, v.ca.mode === 'kms' ? v.ca.kms.keyId : undefined, name)
       t.is(o.ca?.key !== undefined, v.ca.mode === 'secret', name)
       t.is(o.ca === undefined, v.ca.mode === 'none', name)
+      const upstream = v.appliance.upstreamCa.configMapName
+      t.is(
+        o.upstreamCa,
+        upstream ? `/etc/flowgate/upstream-ca/${v.appliance.upstreamCa.key}` : undefined,
+        name,
+      )
     }
   } else {
     const src = readFileSync(new URL('../../cli/src/appliance.ts', import.meta.url), 'utf8')
@@ -793,6 +814,7 @@ test('the appliance accepts every flag the chart passes, with the meaning the ch
     'kms-key-id',
     'log-level',
     'state-dir',
+    'upstream-ca',
   ])
 })
 

@@ -1031,10 +1031,47 @@ export function validateValues(chart: LoadedChart, values: unknown): void {
   )
 }
 
+/** Helm's kubeVersion check: a space- or comma-separated AND of comparisons on major.minor.patch. */
+export function kubeVersionAllowed(constraint: string, version: string): boolean {
+  const num = (v: string) => {
+    const [a = 0, b = 0, c = 0] = v.replace(/^v/, '').split('-')[0]!.split('.').map(Number)
+    return a * 1e6 + b * 1e3 + c
+  }
+  const have = num(version)
+  return constraint
+    .split(/[\s,]+/)
+    .filter(Boolean)
+    .every((part) => {
+      const m = /^(>=|<=|>|<|=|!=)?(v?[\d.]+(?:-[\w.]+)?)$/.exec(part)
+      if (!m) throw new TemplateError(`kubeVersion constraint "${part}" is not supported by this renderer`)
+      const want = num(m[2]!)
+      switch (m[1] ?? '=') {
+        case '>=':
+          return have >= want
+        case '<=':
+          return have <= want
+        case '>':
+          return have > want
+        case '<':
+          return have < want
+        case '!=':
+          return have !== want
+        default:
+          return have === want
+      }
+    })
+}
+
 export function renderChart(chart: LoadedChart, o: RenderOptions = {}): Rendered {
+  const kube = (o.kubeVersion ?? 'v1.31.0').replace(/^v?/, 'v')
+  const constraint = chart.metadata.kubeVersion
+  if (typeof constraint === 'string' && constraint && !kubeVersionAllowed(constraint, kube)) {
+    throw new TemplateError(
+      `chart requires kubeVersion: ${constraint} which is incompatible with Kubernetes ${kube}`,
+    )
+  }
   const values = mergeValues(chart.values, o.values ?? {}) as Record<string, unknown>
   validateValues(chart, values)
-  const kube = (o.kubeVersion ?? 'v1.31.0').replace(/^v?/, 'v')
   const [major, minor] = kube.slice(1).split('.')
   const apis = new Set([...BUILTIN_APIS, ...(o.apiVersions ?? [])])
   const md = chart.metadata

@@ -98,6 +98,9 @@ and installs nothing.
 {{- if and (eq $a.io "dgram") (include "flowgate.applianceLowPort" .) -}}
 {{- fail "appliance.io=dgram runs the appliance as a non-root user, which cannot bind ports below 1024 (Kubernetes grants no ambient capabilities): use ports of 1024 and above (or io=fast)" -}}
 {{- end -}}
+{{- if and .Values.monitoring.serviceMonitor.enabled .Values.monitoring.podMonitor.enabled -}}
+{{- fail "monitoring.serviceMonitor and monitoring.podMonitor both scrape the same pods: enable one of them" -}}
+{{- end -}}
 {{- $ports := list (int $a.genevePort) (int $a.httpPort) (int .Values.adminApi.port) -}}
 {{- if or (eq (int $a.httpPort) (int $a.genevePort)) (eq (int $a.httpPort) (int .Values.adminApi.port)) (eq (int $a.genevePort) (int .Values.adminApi.port)) -}}
 {{- fail (printf "appliance.genevePort, appliance.httpPort and adminApi.port must differ (got %v): the appliance uses host networking and binds all three" $ports) -}}
