@@ -1,0 +1,37 @@
+// Replays the TCP simulator (test/tcp/simulator.ts) for one seed or a range, printing the verdict and, with
+// --trace, every segment with its fate. Usage:
+//   node scripts/tcp-sim.ts --seed N [--trace]
+//   node scripts/tcp-sim.ts --from N --count K
+import { parseArgs } from 'node:util'
+import { runSeed } from '../test/tcp/simulator.ts'
+
+const { values } = parseArgs({
+  options: {
+    seed: { type: 'string' },
+    from: { type: 'string' },
+    count: { type: 'string' },
+    trace: { type: 'boolean', default: false },
+  },
+})
+if (values.seed === undefined && values.from === undefined) {
+  console.error('usage: node scripts/tcp-sim.ts --seed N [--trace] | --from N --count K')
+  process.exit(2)
+}
+const from = Number(values.seed ?? values.from)
+const count = values.seed !== undefined ? 1 : Number(values.count ?? 1000)
+let failed = 0
+const t0 = performance.now()
+for (let s = from; s < from + count; s++) {
+  const r = runSeed(s, { trace: values.trace })
+  if (values.trace) for (const line of r.trace) console.log(line)
+  if (!r.ok) {
+    failed++
+    console.log(r.error)
+  } else if (count === 1) {
+    console.log(`seed ${s}: ok, ${r.segments} segments, ${(r.simulatedMs / 1000).toFixed(1)} s simulated`)
+    console.log(JSON.stringify(r.scenario))
+  }
+}
+if (count > 1)
+  console.log(`${count - failed}/${count} seeds ok in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+process.exitCode = failed ? 1 : 0
