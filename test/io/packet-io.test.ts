@@ -1,6 +1,7 @@
 // One suite, every PacketIO backend (STYLE.md: hono's shared router suite). Real sockets on loopback: a
 // "GWLB" made of dgram sockets on its own 127/8 address sends Geneve datagrams from its per-flow source
 // ports and listens on 6081, as GWLB does; the backend under test runs on another 127/8 address.
+import { spawn } from 'node:child_process'
 import { createSocket, type Socket } from 'node:dgram'
 import test, { type ExecutionContext } from 'ava'
 import { loadAddon } from '../../appliance/src/io/addon.ts'
@@ -379,6 +380,55 @@ privilegedTest(['root', 'addon'])(
       a.pollerClose(poller)
       a.fdClose(fd)
       await io.close()
+      gw.s.close()
+      f.s.close()
+    }
+  },
+)
+
+privilegedTest(['root', 'addon'])(
+  'auto: without CAP_NET_RAW the echo appliance falls back to dgram, and still replies the GWLB way',
+  async (t) => {
+    const n = loopNet()
+    const echo = new URL('../support/echo-appliance.ts', import.meta.url).pathname
+    // setpriv drops CAP_NET_RAW from this child only: a real unprivileged start, not a simulated one.
+    const child = spawn(
+      'setpriv',
+      [
+        '--bounding-set',
+        '-net_raw',
+        '--inh-caps',
+        '-net_raw',
+        process.execPath,
+        echo,
+        '--bind',
+        n.app,
+        '--port',
+        String(PORT),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    )
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+    })
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString()
+    })
+    const gw = await peer(n.gwlb, PORT)
+    const f = await peer(n.gwlb, 60050)
+    try {
+      for (let k = 0; k < 500 && !/listening/.test(out) && child.exitCode === null; k++) await sleep(10)
+      t.regex(out, /listening dgram 6081/, err)
+      t.regex(err, /fallback to dgram: FG_ERR_IO_RAW_SOCKET/)
+      const p = genevePacket(77)
+      await send(f.s, p, PORT, n.app)
+      const r = await gw.next()
+      t.is(r.port, 60050)
+      t.deepEqual(r.data, p)
+    } finally {
+      child.kill('SIGKILL')
       gw.s.close()
       f.s.close()
     }

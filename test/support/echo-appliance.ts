@@ -14,10 +14,10 @@
 import { createSocket } from 'node:dgram'
 import { parseArgs } from 'node:util'
 import {
-  createPacketIO,
   type PacketIO,
   type PacketIOBackend,
   type RxBatch,
+  startPacketIO,
 } from '../../appliance/src/io/index.ts'
 
 export type EchoMode = 'echo' | 'mangle' | 'one-node' | 'stale-header'
@@ -71,12 +71,16 @@ async function main(): Promise<void> {
     process.once('SIGINT', stop)
     return
   }
-  const io = createPacketIO({
-    backend: values.backend as PacketIOBackend | 'auto',
-    bindAddr: values.bind,
-    port,
-  })
-  await io.start(echoHandler(io, values.mode as EchoMode))
+  // `auto`: native, falling back to dgram when the addon or CAP_NET_RAW is missing (said on stderr). The
+  // handler is bound once we know which backend started; no batch can arrive before that (I/O callbacks
+  // run on a later turn of the event loop than the start's continuation).
+  let echo: ((b: RxBatch) => void) | undefined
+  const io = await startPacketIO(
+    { backend: values.backend as PacketIOBackend | 'auto', bindAddr: values.bind, port },
+    (b) => echo?.(b),
+    (e) => console.error(`packet I/O fallback to dgram: ${(e as { code?: string }).code}: ${e.message}`),
+  )
+  echo = echoHandler(io, values.mode as EchoMode)
   console.log(`listening ${io.backend} ${io.port}`)
   const stop = async () => {
     await io.close()
