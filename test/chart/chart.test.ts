@@ -263,7 +263,12 @@ const SCENARIOS: Record<string, Obj> = {
       prometheusRule: { enabled: true },
     },
   },
-  PodMonitor: { monitoring: { podMonitor: { enabled: true, interval: '15s' } } },
+  'PodMonitor and the Grafana dashboard': {
+    monitoring: {
+      podMonitor: { enabled: true, interval: '15s' },
+      grafanaDashboard: { enabled: true, folder: 'Network' },
+    },
+  },
   'dgram I/O, non-root, emptyDir state': { appliance: { io: 'dgram', stateDir: { type: 'emptyDir' } } },
   'auto I/O': { appliance: { io: 'auto' } },
   'long drain': { appliance: { drainSeconds: 900, terminationGracePeriodSeconds: 930 } },
@@ -684,6 +689,22 @@ test('a KMS CA certificate change rolls the DaemonSet (checksum annotation)', (t
   t.not(a(PEM), a(PEM.replace('e1', 'e2')))
 })
 
+test('the Grafana dashboard ConfigMap carries deploy/grafana/flowgate-dashboard.json (run scripts/gen-chart-crds.ts)', (t) => {
+  const source = readFileSync(
+    new URL('../../deploy/grafana/flowgate-dashboard.json', import.meta.url),
+    'utf8',
+  )
+  t.is(chart.files.get('dashboards/flowgate.json'), source)
+  const cm = must(
+    render({ monitoring: { grafanaDashboard: { enabled: true, namespace: 'monitoring' } } }),
+    'ConfigMap',
+  )
+  t.is(cm.metadata.namespace, 'monitoring')
+  t.is(cm.metadata.labels.grafana_dashboard, '1')
+  t.deepEqual(JSON.parse(cm.data['flowgate.json']), JSON.parse(source))
+  t.falsy(find(render(), 'ConfigMap'), 'off by default')
+})
+
 test('NOTES.txt tells what must exist and the CRD upgrade step', (t) => {
   const notes = render().notes
   t.regex(notes, /Secret flowgate-admin-token/)
@@ -714,7 +735,7 @@ test('the chart uses only functions the renderer implements, and no unsupported 
       if (body.startsWith('/*')) continue
       for (const w of body.matchAll(/(?<![.$\w])([a-z][A-Za-z0-9]*)\b/g))
         t.true(known.has(w[1]!), `${path}: ${w[1]}`)
-      t.notRegex(body, /\.Files|lookup|\btpl\b/, path)
+      t.notRegex(body, /\.Files\.(?!Get\b)|lookup|\btpl\b/, path)
     }
   }
 })

@@ -16,8 +16,9 @@
 //   `default` treats false, 0, "" and empty collections as unset; `required` fails on nil and "".
 // - values: user values deep-merge into the chart's (maps merge, lists replace, null deletes), and the
 //   merged values are validated against values.schema.json before anything renders.
+// - .Files.Get reads a chart file outside templates/ ("" when there is none), as Helm does.
 // Not supported (the chart must not use them; the parser says so): block, break/continue, else with,
-// range over integers, tpl, lookup, .Files, functions not in FUNCS.
+// range over integers, tpl, lookup, .Files other than Get, functions not in FUNCS.
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
@@ -936,6 +937,8 @@ export interface LoadedChart {
   templates: Map<string, string>
   /** path relative to the chart → text, for crds/** */
   crds: Map<string, string>
+  /** path relative to the chart → text, for every file outside templates/ (what .Files sees) */
+  files: Map<string, string>
 }
 
 function walkFiles(dir: string): string[] {
@@ -954,7 +957,13 @@ export function loadChart(dir: string): LoadedChart {
   const crds = new Map<string, string>()
   for (const f of walkFiles(join(dir, 'crds'))) crds.set(relative(dir, f), readFileSync(f, 'utf8'))
   const schemaPath = join(dir, 'values.schema.json')
+  const files = new Map<string, string>()
+  for (const f of walkFiles(dir)) {
+    const rel = relative(dir, f)
+    if (!rel.startsWith('templates/')) files.set(rel, readFileSync(f, 'utf8'))
+  }
   return {
+    files,
     dir,
     metadata: parseYaml(readFileSync(join(dir, 'Chart.yaml'), 'utf8')),
     values: parseYaml(readFileSync(join(dir, 'values.yaml'), 'utf8')) ?? {},
@@ -1118,6 +1127,9 @@ export function renderChart(chart: LoadedChart, o: RenderOptions = {}): Rendered
       Template: goStruct('chartutil.Template', {
         Name: `${md.name}/${path}`,
         BasePath: `${md.name}/templates`,
+      }),
+      Files: goStruct('chart.Files', {
+        Get: (name: unknown) => chart.files.get(wantString('Get', name)) ?? '',
       }),
     })
     const out = exec.run(p.root, data, data, path).replaceAll('<no value>', '')
