@@ -474,3 +474,33 @@ test('informer: a list that hangs is abandoned after its timeout and retried', a
   t.deepEqual(reasons, ['error'])
   t.true(Date.now() - t0 < 2000, `synced after ${Date.now() - t0} ms`)
 })
+
+test('informer: the periodic relist catches a change a stalled watch never delivered', async (t) => {
+  const kube = await new KubeApiServer().start()
+  t.teardown(() => kube.close())
+  const kc = new KubeConfig()
+  kc.loadFromOptions(kube.kubeconfig())
+  const custom = kc.makeApiClient(CustomObjectsApi)
+  kube.put('flowpolicies', { metadata: { name: 'p' }, spec: { v: 1 } })
+  const reasons: string[] = []
+  const inf = new Informer<KubeObject & { spec?: { v: number } }>({
+    name: 'flowpolicies',
+    watch: new Watch(kc),
+    path: '/apis/flowgate.io/v1alpha1/flowpolicies',
+    silenceMs: 60_000,
+    relistMs: 400,
+    list: () =>
+      custom.listClusterCustomObject({ group: 'flowgate.io', version: 'v1alpha1', plural: 'flowpolicies' }),
+    onChange: () => {},
+    onRestart: (r) => reasons.push(r),
+  })
+  inf.start()
+  t.teardown(() => inf.stop())
+  await inf.waitForSync()
+  await waitFor(() => kube.openWatches('flowpolicies') === 1, 'the watch')
+  kube.stallWatches()
+  kube.put('flowpolicies', { metadata: { name: 'p' }, spec: { v: 2 } })
+  await waitFor(() => inf.store.get('p')?.spec?.v === 2, 'the change via relist', 2000)
+  t.true(reasons.includes('relist'))
+  t.false(reasons.includes('silent'))
+})
