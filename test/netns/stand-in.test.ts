@@ -7,7 +7,7 @@ import { deterministicBytes, sha256 } from '../support/netns/http-server.ts'
 import { privilegedTest } from '../support/netns/privileges.ts'
 import { withLab } from './support.ts'
 
-const netTest = privilegedTest(['root', 'tun', 'ip', 'addon'])
+const netTest = privilegedTest(['root', 'tun', 'ip', 'addon', 'peers'])
 
 for (const backend of ['native', 'dgram'] as const) {
   const size = backend === 'native' ? 12_000_000 : 4_000_000

@@ -5,7 +5,10 @@ import { accessSync, constants } from 'node:fs'
 import test, { type ExecutionContext } from 'ava'
 import { addonAvailable } from '../../../appliance/src/io/addon.ts'
 
-export type Need = 'root' | 'tun' | 'ip' | 'addon'
+export type Need = 'root' | 'tun' | 'ip' | 'addon' | 'peers'
+
+/** The real peers the namespace suites drive (.ci/run installs them). */
+const PEERS = ['curl', 'socat', 'ping']
 
 export function missing(needs: readonly Need[]): string | null {
   const why: string[] = []
@@ -25,6 +28,17 @@ export function missing(needs: readonly Need[]): string | null {
     }
   }
   if (needs.includes('addon') && !addonAvailable()) why.push('native addon not built (npm run build:native)')
+  if (needs.includes('peers')) {
+    const absent = PEERS.filter((c) => {
+      try {
+        execFileSync('sh', ['-c', `command -v ${c}`], { stdio: 'ignore' })
+        return false
+      } catch {
+        return true
+      }
+    })
+    if (absent.length) why.push(`missing peer tools: ${absent.join(', ')}`)
+  }
   return why.length ? why.join('; ') : null
 }
 
@@ -40,7 +54,9 @@ export function privilegedTest(
       test(title, fn)
     } else if (process.env.CI) {
       test(title, (t) => {
-        t.fail(`cannot run: ${reason} (CI must provide root, /dev/net/tun, iproute2 and the addon)`)
+        t.fail(
+          `cannot run: ${reason} (CI must provide root, /dev/net/tun, iproute2, curl/socat/ping and the addon)`,
+        )
       })
     } else {
       if (!announced.has(reason)) {
