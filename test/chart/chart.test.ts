@@ -858,3 +858,23 @@ test('docs/deploy-eks.md: its values file installs, and its drain arithmetic is 
   const err = t.throws(() => render({ appliance: { drainSeconds: 320, terminationGracePeriodSeconds: 300 } }))
   t.true(err!.message.includes(quoted), err!.message)
 })
+
+test('charts/flowgate/README.md names only values that exist, with their defaults', (t) => {
+  const readme = readFileSync(new URL('../../charts/flowgate/README.md', import.meta.url), 'utf8')
+  const rows = readme.split('\n').filter((l) => l.startsWith('| `'))
+  t.true(rows.length > 15)
+  const lookup = (path: string): unknown =>
+    path
+      .split('.')
+      .reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Obj)[k] : undefined), chart.values)
+  for (const row of rows) {
+    const [keys, dflt] = row.split(' | ')
+    for (const m of keys!.matchAll(/`([A-Za-z.]+)`/g))
+      t.not(lookup(m[1]!), undefined, `${m[1]} is in values.yaml`)
+    const first = /`([A-Za-z.]+)`/.exec(keys!)![1]!
+    const want = /^`([^`]+)`/.exec(dflt ?? '')?.[1]
+    const have = lookup(first)
+    if (want !== undefined && (typeof have === 'string' || typeof have === 'number') && have !== '')
+      t.is(String(have), want, `${first} default`)
+  }
+})
