@@ -289,13 +289,19 @@ static int poller_receive(poller_t *p) {
 static void poller_on_readable(uv_poll_t *handle, int status, int events) {
   poller_t *p = handle->data;
   napi_env env = p->env;
+  if (status < 0) {
+    // The fd is unusable (e.g. closed under us): stop polling rather than spin on the error. The owner
+    // still calls pollerClose, which then only closes the handle.
+    uv_poll_stop(handle);
+    return;
+  }
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value cb, recv, arg;
   napi_get_reference_value(env, p->cb_ref, &cb);
   napi_get_global(env, &recv); // napi_make_callback needs an object receiver
   for (int round = 0; round < MAX_ROUNDS && !p->closing; round++) {
-    int n = status < 0 ? 0 : poller_receive(p);
+    int n = poller_receive(p);
     if (n <= 0) break;
     napi_create_uint32(env, (uint32_t)n, &arg);
     napi_status st = napi_make_callback(env, p->actx, recv, cb, 1, &arg, NULL);
