@@ -24,6 +24,7 @@ test('apply, edit and delete policies: bundles and status converge, and nothing 
   await waitFor(() => c.condition('egress', 'Ready')?.status === 'True', 'Ready=True')
   const s1 = c.policy('egress')!.status
   t.is(s1.observedGeneration, 1)
+  t.is(s1.bundleVersion, v1)
   t.deepEqual(s1.appliances, { total: 3, programmed: 3 })
   const byType = Object.fromEntries(s1.conditions.map((x: { type: string }) => [x.type, x]))
   t.like(byType.Accepted, { status: 'True', reason: 'Valid', observedGeneration: 1 })

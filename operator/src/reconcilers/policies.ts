@@ -15,6 +15,8 @@ export interface Condition {
 
 export interface PolicyStatus {
   observedGeneration: number
+  /** the fleet bundle the operator is rolling out (it contains this policy when Accepted) */
+  bundleVersion: string
   conditions: Condition[]
   appliances: { total: number; programmed: number }
 }
@@ -127,6 +129,7 @@ export function desiredStatus(i: StatusInput): PolicyStatus {
   }
   return {
     observedGeneration: g,
+    bundleVersion: i.bundleVersion,
     conditions: [withTime(accepted), withTime(programmed), withTime(ready)],
     appliances: { total: i.total, programmed: i.validation.ok ? i.programmed : 0 },
   }
@@ -136,6 +139,7 @@ export function desiredStatus(i: StatusInput): PolicyStatus {
 export function statusPatch(current: FlowPolicyObject['status'], desired: PolicyStatus): object | undefined {
   const same =
     current?.observedGeneration === desired.observedGeneration &&
+    current?.bundleVersion === desired.bundleVersion &&
     JSON.stringify(current?.conditions ?? []) === JSON.stringify(desired.conditions) &&
     JSON.stringify(current?.appliances ?? null) === JSON.stringify(desired.appliances)
   // Only our fields: status.rules (usage counters) belongs to another writer and a merge patch keeps it.
