@@ -4,6 +4,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import * as k8s from '@kubernetes/client-node'
 import { Ajv } from 'ajv'
+import addFormats from 'ajv-formats'
 import test, { type ExecutionContext } from 'ava'
 import { CustomResourceDefinition } from 'kubernetes-models/apiextensions.k8s.io/v1/CustomResourceDefinition'
 import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet'
@@ -16,7 +17,7 @@ import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap'
 import { Service } from 'kubernetes-models/v1/Service'
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount'
-import { parse } from 'yaml'
+import { parse, parseAllDocuments } from 'yaml'
 import {
   FUNCTION_NAMES,
   loadChart,
@@ -517,6 +518,29 @@ test('the CRD validates against the apiextensions.k8s.io/v1 schema, strictly', (
       'status subresource (RBAC grants flowpolicies/status)',
     )
   }
+})
+
+test('the chart CRD is what policy/src/schema.ts generates, and it admits every example FlowPolicy', async (t) => {
+  const { renderCrdYaml } = await import('../../policy/src/crd.ts')
+  t.is(chart.crds.get('crds/flowpolicy.yaml'), renderCrdYaml())
+  const crd = parse(chart.crds.get('crds/flowpolicy.yaml')!)
+  const version = crd.spec.versions.find((v: Obj) => v.storage)
+  // the structural schema as JSON Schema (x-kubernetes-* and CEL rules are the API server's, not ajv's)
+  const ajvCrd = new Ajv({ strict: false, allErrors: true })
+  addFormats.default(ajvCrd)
+  const validate = ajvCrd.compile(version.schema.openAPIV3Schema)
+  const dir = new URL('../../examples/', import.meta.url)
+  let n = 0
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.yaml'))) {
+    for (const doc of parseAllDocuments(readFileSync(new URL(f, dir), 'utf8'))) {
+      const obj = doc.toJS()
+      if (obj?.kind !== 'FlowPolicy') continue
+      n++
+      t.is(obj.apiVersion, `${crd.spec.group}/${version.name}`, f)
+      t.true(validate(obj), `${f}: ${JSON.stringify(validate.errors)}`)
+    }
+  }
+  t.true(n >= 8, `${n} example FlowPolicies`)
 })
 
 test('RBAC names the CRD group and plural', (t) => {
