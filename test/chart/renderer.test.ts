@@ -156,3 +156,70 @@ test('values merge like Helm: maps merge, lists replace, null deletes', (t) => {
     l: [9],
   })
 })
+
+// Chart-shaped templates, byte for byte as helm template prints them.
+test('a manifest with include | nindent, with, range and trimmed control lines', (t) => {
+  const helpers = `{{- define "x.labels" -}}
+app: {{ .Values.name }}
+tier: {{ .Values.tier | default "edge" }}
+{{- end -}}`
+  const tpl = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Values.name }}
+  labels:
+    {{- include "x.labels" . | nindent 4 }}
+  {{- with .Values.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+data:
+  {{- range $k, $v := .Values.data }}
+  {{ $k }}: {{ $v | quote }}
+  {{- end }}
+  {{- if .Values.missing }}
+  never: here
+  {{- end }}
+`
+  const data = { Values: { name: 'gw', annotations: { b: '2', a: 'x' }, data: { port: 6081, mode: 'on' } } }
+  t.is(
+    renderString(tpl, data, { '_helpers.tpl': helpers }),
+    `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: gw
+  labels:
+    app: gw
+    tier: edge
+  annotations:
+    a: x
+    b: "2"
+data:
+  mode: "on"
+  port: "6081"
+`,
+  )
+})
+
+test('a list of containers args with a conditional item and a range', (t) => {
+  const tpl = `args:
+  - run
+  {{- if .Values.https }}
+  - --tls
+  {{- else if .Values.plain }}
+  - --plain
+  {{- end }}
+  {{- range .Values.extra }}
+  - {{ . | quote }}
+  {{- end }}
+`
+  t.is(
+    renderString(tpl, { Values: { https: false, plain: true, extra: ['a b', '--x=1'] } }),
+    `args:
+  - run
+  - --plain
+  - "a b"
+  - "--x=1"
+`,
+  )
+})
