@@ -9,6 +9,8 @@ FROM ${NODE_IMAGE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
+# node-gyp builds against the headers the image ships instead of downloading them
+ENV npm_config_nodedir=/usr/local
 WORKDIR /src
 # npm ci runs `prepare` (npm run build:native), which needs the addon's sources and its build script.
 COPY package.json package-lock.json ./
