@@ -902,3 +902,15 @@ test('charts/flowgate/README.md names only values that exist, with their default
       t.is(String(have), want, `${first} default`)
   }
 })
+
+test('Chart.yaml is a valid v2 chart whose name is its directory', (t) => {
+  const md = chart.metadata as Obj
+  t.is(md.apiVersion, 'v2')
+  t.is(md.name, 'flowgate')
+  t.true(chartDir.endsWith(`/${md.name}`))
+  t.regex(md.version, /^\d+\.\d+\.\d+(-[\w.]+)?$/)
+  t.is(md.type, 'application')
+  t.truthy(md.appVersion)
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'))
+  t.is(md.appVersion, pkg.version, 'the image tag defaults to appVersion: keep it the package version')
+})

@@ -147,3 +147,45 @@ test('the chart names its containers as the rules and dashboard select them', (t
     .sort()
   t.deepEqual(names, ['appliance', 'operator'])
 })
+
+function balanced(expr: string): boolean {
+  const pairs: Record<string, string> = { ')': '(', '}': '{', ']': '[' }
+  const stack: string[] = []
+  for (const ch of expr.replace(/"(?:[^"\\]|\\.)*"/g, '""')) {
+    if ('({['.includes(ch)) stack.push(ch)
+    else if (ch in pairs && stack.pop() !== pairs[ch]) return false
+  }
+  return stack.length === 0
+}
+
+test('every expression is balanced and selects by label (no bare metric across namespaces)', (t) => {
+  for (const [title, e] of [...ruleExprs, ...dashExprs]) {
+    t.true(balanced(e), `${title}: ${e}`)
+    t.notRegex(e, /\{\s*\}|,\s*\}|\{\s*,/, `${title}: an empty or dangling matcher`)
+    for (const name of metricNames(e))
+      t.regex(e, new RegExp(`${name}\\{[^}]*namespace=`), `${title}: ${name}`)
+  }
+})
+
+test('the dashboard layout: unique panel ids, panels inside the 24-column grid, none overlapping', (t) => {
+  const panels = dashboard.panels as {
+    id: number
+    title: string
+    gridPos: { x: number; y: number; w: number; h: number }
+  }[]
+  t.is(new Set(panels.map((p) => p.id)).size, panels.length)
+  const cells = new Set<string>()
+  for (const p of panels) {
+    const { x, y, w, h } = p.gridPos
+    t.true(x >= 0 && w > 0 && x + w <= 24, p.title)
+    for (let i = x; i < x + w; i++)
+      for (let j = y; j < y + h; j++) {
+        t.false(cells.has(`${i},${j}`), `${p.title} overlaps another panel at ${i},${j}`)
+        cells.add(`${i},${j}`)
+      }
+  }
+  const vars = dashboard.templating.list.map((v: { name: string }) => v.name)
+  for (const [title, e] of dashExprs)
+    for (const m of e.matchAll(/\$(\w+)/g))
+      if (!m[1]!.startsWith('__')) t.true(vars.includes(m[1]), `${title}: $${m[1]} is a dashboard variable`)
+})
