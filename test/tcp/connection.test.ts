@@ -1,0 +1,679 @@
+// State-machine tests driven by hand-built segments (TESTING.md layer 1, issue 4 test a). Our ISS sits just
+// below 2^32 so every test also crosses the sequence-number wrap.
+
+import test from 'ava'
+import { TcpErrorCode } from '../../appliance/src/tcp/errors.ts'
+import { Flag } from '../../appliance/src/tcp/segment.ts'
+import { seqAdd, seqSub } from '../../appliance/src/tcp/seq.ts'
+import { State } from '../../appliance/src/tcp/state.ts'
+import { accepted, bytes, Ctx, established, IRS, ISS } from './harness.ts'
+
+const S1 = seqAdd(ISS, 1)
+const R1 = seqAdd(IRS, 1)
+
+// --- opening -----------------------------------------------------------------------------------------------
+
+test('active open: SYN with our options, SYN-ACK → ESTABLISHED and ACK (RFC 9293 §3.10.7.3)', (t) => {
+  const c = new Ctx({ rcvBufSize: 1 << 20 })
+  c.conn.openActive(ISS)
+  t.is(c.conn.state, State.SYN_SENT)
+  const syn = c.one()
+  t.is(syn.flags, Flag.SYN)
+  t.is(syn.seq, ISS)
+  t.is(syn.mss, 8440)
+  t.is(syn.windowScale, 5) // 2^20 >> 4 = 65536 still overflows 16 bits; >> 5 fits
+  t.true(syn.sackPermitted)
+  t.truthy(syn.timestamp)
+  t.is(syn.window, 65535) // RFC 7323 §2.2: never scaled in a SYN
+  c.conn.input(
+    c.seg({
+      seq: IRS,
+      ack: S1,
+      flags: Flag.SYN | Flag.ACK,
+      mss: 1460,
+      windowScale: 2,
+      sackPermitted: true,
+      window: 1000,
+    }),
+  )
+  t.is(c.conn.state, State.ESTABLISHED)
+  t.true(c.established)
+  const ack = c.one()
+  t.is(ack.flags, Flag.ACK)
+  t.is(ack.seq, S1)
+  t.is(ack.ack, R1)
+  t.is(c.conn.sndWnd, 1000) // the SYN-ACK's window is not scaled either
+  t.is(c.conn.sndMss, 1460) // peer had no timestamps, so none are subtracted
+  t.false(c.conn.tsOk)
+  t.true(c.conn.sackOk)
+  t.is(c.conn.sndWscale, 2)
+})
+
+test('passive open: SYN → SYN-RECEIVED with SYN-ACK carrying only what the peer offered; ACK → ESTABLISHED', (t) => {
+  const c = new Ctx()
+  c.conn.listen(ISS)
+  c.conn.input(c.seg({ seq: IRS, flags: Flag.SYN, mss: 1400, sackPermitted: true }))
+  t.is(c.conn.state, State.SYN_RECEIVED)
+  const sa = c.one()
+  t.is(sa.flags, Flag.SYN | Flag.ACK)
+  t.is(sa.seq, ISS)
+  t.is(sa.ack, R1)
+  t.true(sa.sackPermitted)
+  t.is(sa.windowScale, undefined)
+  t.is(sa.timestamp, undefined)
+  c.input({ seq: R1, ack: S1 })
+  t.is(c.conn.state, State.ESTABLISHED)
+  t.true(c.established)
+})
+
+test('simultaneous open: SYN in SYN-SENT → SYN-RECEIVED, then the peer SYN-ACK → ESTABLISHED (RFC 9293 §3.5 Fig. 8)', (t) => {
+  const c = new Ctx({ timestamps: false })
+  c.conn.openActive(ISS)
+  c.take()
+  c.conn.input(c.seg({ seq: IRS, flags: Flag.SYN, mss: 1000 }))
+  t.is(c.conn.state, State.SYN_RECEIVED)
+  const sa = c.one()
+  t.is(sa.flags, Flag.SYN | Flag.ACK)
+  t.is(sa.seq, ISS)
+  t.is(sa.ack, R1)
+  c.conn.input(c.seg({ seq: IRS, ack: S1, flags: Flag.SYN | Flag.ACK, mss: 1000 }))
+  t.is(c.conn.state, State.ESTABLISHED)
+  c.conn.write(bytes(10))
+  const d = c.one()
+  t.is(d.seq, S1)
+  t.is(d.ack, R1)
+})
+
+test('SYN-SENT: RST with acceptable ACK is "connection refused"; without ACK it is ignored', (t) => {
+  const c = new Ctx()
+  c.conn.openActive(ISS)
+  c.take()
+  c.conn.input(c.seg({ seq: IRS, flags: Flag.RST }))
+  t.is(c.conn.state, State.SYN_SENT)
+  c.conn.input(c.seg({ seq: seqAdd(IRS, 0), ack: S1, flags: Flag.RST | Flag.ACK }))
+  t.is(c.conn.state, State.CLOSED)
+  t.is(c.error?.code, TcpErrorCode.refused)
+  t.is(c.error?.errno, 'ECONNREFUSED')
+  t.is(c.metrics.resetsReceived, 1)
+})
+
+test('SYN-SENT: an ACK outside (ISS, SND.NXT] draws <SEQ=SEG.ACK><CTL=RST> and is dropped', (t) => {
+  for (const bad of [ISS, seqAdd(ISS, 2), seqAdd(ISS, -100)]) {
+    const c = new Ctx()
+    c.conn.openActive(ISS)
+    c.take()
+    c.conn.input(c.seg({ seq: IRS, ack: bad, flags: Flag.SYN | Flag.ACK }))
+    const rst = c.one()
+    t.is(rst.flags, Flag.RST)
+    t.is(rst.seq, bad)
+    t.is(c.conn.state, State.SYN_SENT)
+  }
+})
+
+test('LISTEN: an ACK draws a RST numbered from SEG.ACK; a RST is ignored (RFC 9293 §3.10.7.2)', (t) => {
+  const c = new Ctx()
+  c.conn.listen(ISS)
+  c.conn.input(c.seg({ seq: IRS, flags: Flag.RST }))
+  t.is(c.take().length, 0)
+  c.conn.input(c.seg({ seq: IRS, ack: seqAdd(ISS, 77), flags: Flag.ACK }))
+  const rst = c.one()
+  t.is(rst.flags, Flag.RST)
+  t.is(rst.seq, seqAdd(ISS, 77))
+})
+
+test('SYN-RECEIVED: a retransmitted SYN gets the SYN-ACK again; an unacceptable ACK gets a RST', (t) => {
+  const c = new Ctx()
+  c.conn.listen(ISS)
+  c.conn.input(c.seg({ seq: IRS, flags: Flag.SYN }))
+  c.take()
+  c.conn.input(c.seg({ seq: IRS, flags: Flag.SYN }))
+  t.is(c.one().flags, Flag.SYN | Flag.ACK)
+  c.input({ seq: R1, ack: seqAdd(ISS, 5) })
+  const rst = c.one()
+  t.is(rst.flags, Flag.RST)
+  t.is(rst.seq, seqAdd(ISS, 5))
+  t.is(c.conn.state, State.SYN_RECEIVED)
+})
+
+test('SYN retransmissions back off and then time out', (t) => {
+  const c = new Ctx({ synRetries: 2 })
+  c.conn.openActive(ISS)
+  c.take()
+  c.clock.advance(999)
+  t.is(c.take().length, 0)
+  c.clock.advance(1)
+  t.is(c.one().flags, Flag.SYN) // 1 s (RFC 6298 §2.1 initial RTO)
+  c.clock.advance(1999)
+  t.is(c.take().length, 0)
+  c.clock.advance(1)
+  t.is(c.one().flags, Flag.SYN) // backed off to 2 s
+  c.clock.advance(4000)
+  t.is(c.conn.state, State.CLOSED)
+  t.is(c.error?.code, TcpErrorCode.timeout)
+})
+
+// --- closing -----------------------------------------------------------------------------------------------
+
+test('active close: FIN-WAIT-1 → FIN-WAIT-2 → TIME-WAIT → CLOSED after the TIME-WAIT period', (t) => {
+  const c = established({ cfg: { timeWaitMs: 5000 } })
+  c.conn.close()
+  t.is(c.conn.state, State.FIN_WAIT_1)
+  const fin = c.one()
+  t.is(fin.flags, Flag.FIN | Flag.ACK)
+  t.is(fin.seq, S1)
+  c.input({ ack: seqAdd(S1, 1) })
+  t.is(c.conn.state, State.FIN_WAIT_2)
+  c.input({ flags: Flag.FIN | Flag.ACK })
+  t.is(c.conn.state, State.TIME_WAIT)
+  t.true(c.eof)
+  t.is(c.one().ack, seqAdd(R1, 1))
+  // RFC 9293 §3.10.7.4: a retransmitted FIN in TIME-WAIT is ACKed and restarts the timer.
+  c.clock.advance(4000)
+  c.input({ seq: R1, flags: Flag.FIN | Flag.ACK })
+  t.is(c.one().ack, seqAdd(R1, 1))
+  c.clock.advance(4000)
+  t.is(c.conn.state, State.TIME_WAIT)
+  c.clock.advance(1000)
+  t.is(c.conn.state, State.CLOSED)
+  t.is(c.error, undefined)
+})
+
+test('passive close: CLOSE-WAIT keeps sending until close(), then LAST-ACK → CLOSED', (t) => {
+  const c = established()
+  c.input({ flags: Flag.FIN | Flag.ACK })
+  t.is(c.conn.state, State.CLOSE_WAIT)
+  t.true(c.eof)
+  t.is(c.one().ack, seqAdd(R1, 1))
+  c.conn.write(bytes(100))
+  const d = c.one()
+  t.is(d.payload.length, 100)
+  c.conn.close()
+  t.is(c.conn.state, State.LAST_ACK)
+  const fin = c.one()
+  t.is(fin.flags & Flag.FIN, Flag.FIN)
+  t.is(fin.seq, seqAdd(S1, 100))
+  c.input({ ack: seqAdd(S1, 101) })
+  t.is(c.conn.state, State.CLOSED)
+  t.is(c.error, undefined)
+})
+
+test('simultaneous close: FIN-WAIT-1 + FIN → CLOSING; ACK of our FIN → TIME-WAIT', (t) => {
+  const c = established()
+  c.conn.close()
+  c.take()
+  c.input({ ack: S1, flags: Flag.FIN | Flag.ACK })
+  t.is(c.conn.state, State.CLOSING)
+  t.is(c.one().ack, seqAdd(R1, 1))
+  c.input({ ack: seqAdd(S1, 1) })
+  t.is(c.conn.state, State.TIME_WAIT)
+})
+
+test('FIN-WAIT-1: a FIN that also ACKs our FIN goes straight to TIME-WAIT', (t) => {
+  const c = established()
+  c.conn.close()
+  c.take()
+  c.input({ ack: seqAdd(S1, 1), flags: Flag.FIN | Flag.ACK })
+  t.is(c.conn.state, State.TIME_WAIT)
+})
+
+test('half-close: after our FIN the peer data keeps flowing to the application', (t) => {
+  const c = established()
+  c.conn.close()
+  c.take()
+  c.input({ ack: seqAdd(S1, 1) })
+  c.input({ payload: bytes(300) })
+  c.input({ seq: seqAdd(R1, 300), payload: bytes(200, 1) })
+  t.is(c.received().length, 500)
+  t.is(c.conn.state, State.FIN_WAIT_2)
+  t.throws(() => c.conn.write(bytes(1)))
+})
+
+test('a FIN that arrives ahead of missing data is held until the data arrives', (t) => {
+  const c = established()
+  c.input({ seq: seqAdd(R1, 100), payload: bytes(50), flags: Flag.FIN | Flag.ACK })
+  t.false(c.eof)
+  t.is(c.conn.state, State.ESTABLISHED)
+  c.input({ payload: bytes(100) })
+  t.true(c.eof)
+  t.is(c.conn.state, State.CLOSE_WAIT)
+  t.is(c.conn.rcvNxt, seqAdd(R1, 151))
+})
+
+test('abort sends <SEQ=SND.NXT><CTL=RST> and closes', (t) => {
+  const c = established()
+  c.conn.write(bytes(10))
+  c.take()
+  c.conn.abort()
+  const rst = c.one()
+  t.is(rst.flags, Flag.RST)
+  t.is(rst.seq, seqAdd(S1, 10))
+  t.is(c.conn.state, State.CLOSED)
+  t.is(c.metrics.resetsSent, 1)
+})
+
+// --- RFC 5961 -----------------------------------------------------------------------------------------------
+
+test('RST acceptability (RFC 5961 §3.2): exact → reset, in window → challenge ACK, outside → dropped', (t) => {
+  const cases = [
+    { name: 'exactly RCV.NXT', off: 0, state: State.CLOSED, out: 0 },
+    { name: 'in window', off: 1000, state: State.ESTABLISHED, out: 1 },
+    { name: 'last byte of window', off: 65534, state: State.ESTABLISHED, out: 1 },
+    { name: 'just past the window', off: 65535, state: State.ESTABLISHED, out: 0 },
+    { name: 'before RCV.NXT', off: -1, state: State.ESTABLISHED, out: 0 },
+  ]
+  for (const k of cases) {
+    const c = established()
+    c.input({ seq: seqAdd(R1, k.off), flags: Flag.RST })
+    t.is(c.conn.state, k.state, k.name)
+    const out = c.take()
+    t.is(out.length, k.out, k.name)
+    if (k.out) {
+      t.is(out[0]!.flags, Flag.ACK, k.name)
+      t.is(out[0]!.ack, R1, k.name)
+      t.is(c.metrics.challengeAcksSent, 1, k.name)
+    }
+    if (k.state === State.CLOSED) t.is(c.error?.errno, 'ECONNRESET', k.name)
+  }
+})
+
+test('SYN in a synchronized state draws a challenge ACK and changes nothing (RFC 5961 §4.2)', (t) => {
+  const c = established()
+  for (const off of [0, 10, -5000, 1 << 30]) {
+    c.input({ seq: seqAdd(R1, off), flags: Flag.SYN })
+    const a = c.one()
+    t.is(a.flags, Flag.ACK)
+    t.is(a.ack, R1)
+    t.is(c.conn.state, State.ESTABLISHED)
+  }
+})
+
+test('challenge ACKs are rate-limited (RFC 5961 §7)', (t) => {
+  const c = established()
+  c.challengeBudget = 1
+  c.input({ seq: R1, flags: Flag.SYN })
+  c.input({ seq: R1, flags: Flag.SYN })
+  t.is(c.take().length, 1)
+  t.is(c.metrics.challengeAcksSent, 1)
+  t.is(c.metrics.challengeAcksSuppressed, 1)
+})
+
+test('blind data injection: data with an unacceptable ACK is discarded with a challenge ACK (RFC 5961 §5.2)', (t) => {
+  const c = established()
+  c.conn.write(bytes(100))
+  c.take()
+  for (const ack of [seqAdd(S1, 101), seqAdd(S1, -70_000)]) {
+    c.input({ ack, payload: bytes(10) })
+    t.is(c.received().length, 0)
+    const a = c.one()
+    t.is(a.ack, R1)
+  }
+  // The legitimate range is accepted, including old ACKs within MAX.SND.WND.
+  c.input({ ack: seqAdd(S1, -10), payload: bytes(10) })
+  t.is(c.received().length, 10)
+})
+
+test('segments outside the receive window are answered with an ACK and not delivered', (t) => {
+  const c = established()
+  c.input({ seq: seqAdd(R1, 70_000), payload: bytes(10) })
+  t.is(c.one().ack, R1)
+  c.input({ seq: seqAdd(R1, -20), payload: bytes(10) })
+  t.is(c.one().ack, R1)
+  t.is(c.received().length, 0)
+  // Partly old, partly new: the new part is taken (trimmed at the front).
+  c.input({ seq: seqAdd(R1, -5), payload: bytes(10) })
+  t.is(c.received().length, 5)
+  t.deepEqual([...c.received()], [...bytes(10).subarray(5)])
+})
+
+// --- timestamps, PAWS, window scaling, MSS ---------------------------------------------------------------------
+
+test('PAWS: a segment with an older TSval is dropped and ACKed; a RST is exempt (RFC 7323 §5.3)', (t) => {
+  const c = established({ cfg: { timestamps: true }, peer: { timestamp: { val: 1000, ecr: 0 } } })
+  t.true(c.conn.tsOk)
+  c.input({ payload: bytes(10), timestamp: { val: 1001, ecr: 0 } })
+  t.is(c.received().length, 10)
+  t.is(c.conn.tsRecent, 1001)
+  c.clock.advance(100)
+  c.take()
+  c.input({ seq: seqAdd(R1, 10), payload: bytes(10), timestamp: { val: 999, ecr: 0 } })
+  t.is(c.received().length, 10)
+  t.is(c.metrics.pawsRejects, 1)
+  const a = c.one()
+  t.is(a.ack, seqAdd(R1, 10))
+  t.is(a.timestamp?.ecr, 1001)
+  // Wrapped comparison: 0x00000010 is newer than 0xfffffff0.
+  c.conn.tsRecent = 0xffff_fff0
+  c.input({ seq: seqAdd(R1, 10), payload: bytes(10), timestamp: { val: 0x10, ecr: 0 } })
+  t.is(c.received().length, 20)
+  c.input({ seq: seqAdd(R1, 20), flags: Flag.RST, timestamp: { val: 1, ecr: 0 } })
+  t.is(c.conn.state, State.CLOSED)
+})
+
+test('window scaling: shifts apply to non-SYN windows both ways; a shift above 14 is used as 14 (RFC 7323 §2)', (t) => {
+  const c = established({ cfg: { windowScaling: true, rcvBufSize: 1 << 20 }, peer: { windowScale: 7 } })
+  t.is(c.conn.rcvWscale, 5)
+  t.is(c.conn.sndWscale, 7)
+  c.input({ window: 100 })
+  t.is(c.conn.sndWnd, 12_800)
+  c.input({ payload: bytes(8) })
+  c.clock.advance(50)
+  const a = c.one()
+  // 1 MiB free, shifted by 5.
+  t.is(a.window, (1 << 20) >> 5)
+  const d = established({ cfg: { windowScaling: true }, peer: { windowScale: 15 } })
+  t.is(d.conn.sndWscale, 14)
+  const e = established({ cfg: { windowScaling: true } })
+  t.is(e.conn.sndWscale, 0, 'no option from the peer: no scaling either way')
+  t.is(e.conn.rcvWscale, 0)
+})
+
+test('MSS: clamped to our GWLB MSS, defaulted to 536 without the option, less 12 with timestamps', (t) => {
+  t.is(established({ peer: { mss: 9000 } }).conn.sndMss, 8440)
+  t.is(established({ peer: { mss: undefined } }).conn.sndMss, 536)
+  t.is(
+    established({ cfg: { timestamps: true }, peer: { mss: 1460, timestamp: { val: 1, ecr: 0 } } }).conn
+      .sndMss,
+    1448,
+  )
+  const c = established({ peer: { mss: 1000 } })
+  c.conn.write(bytes(2500))
+  t.deepEqual(
+    c.take().map((s) => s.payload.length),
+    [1000, 1000, 500],
+  )
+})
+
+// --- receiving: delayed ACK, SACK generation, zero window -----------------------------------------------------
+
+test('delayed ACK: one segment is ACKed after the delay, the second at once (RFC 9293 §3.8.6.3)', (t) => {
+  const c = established()
+  c.input({ payload: bytes(100) })
+  t.is(c.take().length, 0)
+  c.clock.advance(40)
+  t.is(c.one().ack, seqAdd(R1, 100))
+  c.input({ seq: seqAdd(R1, 100), payload: bytes(100) })
+  c.input({ seq: seqAdd(R1, 200), payload: bytes(100) })
+  t.is(c.one().ack, seqAdd(R1, 300))
+})
+
+test('SACK generation: out-of-order data is ACKed at once with blocks, most recent first (RFC 2018 §4)', (t) => {
+  const c = established({ cfg: { sack: true }, peer: { sackPermitted: true } })
+  c.input({ seq: seqAdd(R1, 100), payload: bytes(100) })
+  let a = c.one()
+  t.is(a.ack, R1)
+  t.deepEqual(a.sack, [{ left: seqAdd(R1, 100), right: seqAdd(R1, 200) }])
+  c.input({ seq: seqAdd(R1, 300), payload: bytes(100) })
+  a = c.one()
+  t.deepEqual(a.sack, [
+    { left: seqAdd(R1, 300), right: seqAdd(R1, 400) },
+    { left: seqAdd(R1, 100), right: seqAdd(R1, 200) },
+  ])
+  t.is(c.metrics.outOfOrderBytes, 200)
+  c.input({ seq: seqAdd(R1, 200), payload: bytes(100) })
+  a = c.one()
+  t.deepEqual(a.sack, [{ left: seqAdd(R1, 100), right: seqAdd(R1, 400) }])
+  // Filling the first hole delivers everything in order and ACKs at once (RFC 5681 §4.2).
+  c.input({ payload: bytes(100) })
+  a = c.one()
+  t.is(a.ack, seqAdd(R1, 400))
+  t.is(a.sack, undefined)
+  t.is(c.received().length, 400)
+  t.is(c.metrics.outOfOrderBytes, 0)
+})
+
+test('the out-of-order queue is bounded; what does not fit is dropped, not SACKed', (t) => {
+  const c = established({ cfg: { sack: true, oooLimit: 150 }, peer: { sackPermitted: true } })
+  c.input({ seq: seqAdd(R1, 100), payload: bytes(100) })
+  c.input({ seq: seqAdd(R1, 300), payload: bytes(100) })
+  t.is(c.metrics.outOfOrderDrops, 1)
+  t.is(c.conn.ooo.held, 100)
+  const last = c.take().at(-1)!
+  t.deepEqual(last.sack, [{ left: seqAdd(R1, 100), right: seqAdd(R1, 200) }])
+})
+
+test('receive window closes when the application does not read, and reopens with a window update', (t) => {
+  const c = established({ cfg: { rcvBufSize: 4000 } })
+  c.autoConsume = false
+  for (let i = 0; i < 4; i++) c.input({ seq: seqAdd(R1, i * 1000), payload: bytes(1000) })
+  c.clock.advance(50)
+  const last = c.take().at(-1)!
+  t.is(last.window, 0)
+  t.is(last.ack, seqAdd(R1, 4000))
+  // A zero-window probe with one byte is not accepted but answered.
+  c.input({ seq: seqAdd(R1, 4000), payload: bytes(1) })
+  const a = c.one()
+  t.is(a.ack, seqAdd(R1, 4000))
+  t.is(a.window, 0)
+  t.is(c.received().length, 4000)
+  // Reading a little does not reopen (receiver SWS avoidance); reading enough does, at once.
+  c.conn.consumed(100)
+  t.is(c.take().length, 0)
+  c.conn.consumed(2000)
+  const u = c.one()
+  t.is(u.window, 2100)
+})
+
+// --- sending: RTO, Karn, fast retransmit, SACK use, zero-window probes ----------------------------------------
+
+test('RTO: retransmits the first unacknowledged segment, backs off, collapses cwnd (RFC 6298 §5, RFC 5681 §3.1)', (t) => {
+  const c = established({ peer: { mss: 1000 } })
+  // The handshake measured an RTT of 0, so the RTO is at its 200 ms floor (rto.ts).
+  const rto = c.conn.rto.rto
+  t.is(rto, 200)
+  c.conn.write(bytes(3000))
+  t.is(c.take().length, 3)
+  c.clock.advance(rto)
+  let r = c.take()
+  t.is(r.length, 1)
+  t.is(r[0]!.seq, S1)
+  t.is(r[0]!.payload.length, 1000)
+  t.is(c.metrics.rtoExpiries, 1)
+  t.is(c.conn.cc.cwnd, 1000)
+  t.is(c.conn.cc.ssthresh, 2000)
+  c.clock.advance(2 * rto - 1)
+  t.is(c.take().length, 0)
+  c.clock.advance(1)
+  r = c.take()
+  t.is(r.length, 1, 'second expiry after twice the RTO (backed off)')
+  t.is(c.metrics.rtoExpiries, 2)
+  // The ACK of the retransmission lets go-back-N continue with the next segment.
+  c.input({ ack: seqAdd(S1, 1000) })
+  r = c.take()
+  t.true(r.length >= 1)
+  t.is(r[0]!.seq, seqAdd(S1, 1000))
+})
+
+test("Karn's rule: no RTT sample from a retransmitted segment; one from a segment sent once (RFC 6298 §3)", (t) => {
+  const d = established()
+  t.is(d.conn.rto.srtt, 0, 'the handshake sampled an RTT of 0')
+  d.conn.write(bytes(100))
+  d.take()
+  d.clock.advance(200) // RTO: retransmitted
+  t.is(d.take().length, 1)
+  d.clock.advance(10)
+  d.input({ ack: seqAdd(S1, 100) })
+  t.is(d.conn.rto.srtt, 0, 'no sample from the retransmitted segment')
+  t.is(d.conn.rto.rto, 400, 'and the backed-off RTO stays')
+  d.conn.write(bytes(100))
+  d.take()
+  d.clock.advance(32)
+  d.input({ ack: seqAdd(S1, 200) })
+  t.is(d.conn.rto.srtt, 4, 'SRTT <- 7/8 * 0 + 1/8 * 32')
+  t.is(d.conn.rto.backoffCount, 0)
+})
+
+test('the handshake RTT is sampled when the SYN was not retransmitted', (t) => {
+  const c = new Ctx({ timestamps: false })
+  c.conn.openActive(ISS)
+  c.clock.advance(80)
+  c.conn.input(c.seg({ seq: IRS, ack: S1, flags: Flag.SYN | Flag.ACK }))
+  t.is(c.conn.rto.srtt, 80)
+  t.is(c.conn.rto.rto, 240) // 80 + 4 * 40
+})
+
+test('fast retransmit after three duplicate ACKs, NewReno partial and full ACKs (RFC 5681 §3.2, RFC 6582)', (t) => {
+  const c = established({ peer: { mss: 1000 } })
+  // Open cwnd: ACK a first flight.
+  c.conn.write(bytes(4000))
+  c.take()
+  c.input({ ack: seqAdd(S1, 4000) })
+  c.take()
+  // Slow start: cwnd grew from 4000 by one SMSS for that ACK (RFC 5681 eq. 2).
+  t.is(c.conn.cc.cwnd, 5000)
+  c.conn.write(bytes(5000))
+  const sent = c.take()
+  t.is(sent.length, 5)
+  const una = seqAdd(S1, 4000)
+  c.input({ ack: una })
+  c.input({ ack: una })
+  t.is(c.take().length, 0, 'two duplicates: nothing yet')
+  c.input({ ack: una })
+  const fr = c.take()
+  t.is(fr[0]!.seq, una)
+  t.is(c.metrics.fastRetransmits, 1)
+  t.true(c.conn.cc.inRecovery)
+  t.is(c.conn.cc.ssthresh, 2500)
+  // Partial ACK: retransmit the next hole at once.
+  c.input({ ack: seqAdd(una, 2000) })
+  const pr = c.take()
+  t.is(pr[0]!.seq, seqAdd(una, 2000))
+  t.true(c.conn.cc.inRecovery)
+  // Full ACK: leave recovery.
+  c.input({ ack: seqAdd(una, 5000) })
+  t.false(c.conn.cc.inRecovery)
+  t.is(c.conn.cc.cwnd, 2000, 'min(ssthresh, max(FlightSize = 0, SMSS) + SMSS)')
+})
+
+test('SACK use: recovery retransmits the holes, never SACKed data (RFC 2018, RFC 6675)', (t) => {
+  const c = established({ cfg: { sack: true }, peer: { mss: 1000, sackPermitted: true } })
+  c.conn.write(bytes(4000))
+  c.take()
+  c.input({ ack: seqAdd(S1, 4000) })
+  c.take()
+  c.conn.write(bytes(8000))
+  t.is(c.take().length, 5) // cwnd 5000
+  const u = seqAdd(S1, 4000)
+  // Segments 0 and 2 lost; 1, 3, 4 arrive.
+  const sack = (blocks: [number, number][]) =>
+    blocks.map(([l, r]) => ({ left: seqAdd(u, l), right: seqAdd(u, r) }))
+  c.input({ ack: u, sack: sack([[1000, 2000]]) })
+  c.input({
+    ack: u,
+    sack: sack([
+      [3000, 4000],
+      [1000, 2000],
+    ]),
+  })
+  c.input({
+    ack: u,
+    sack: sack([
+      [3000, 5000],
+      [1000, 2000],
+    ]),
+  })
+  const fr = c.take()
+  t.is(fr[0]!.seq, u, 'fast retransmit of the first hole')
+  c.input({
+    ack: u,
+    sack: sack([
+      [3000, 5000],
+      [1000, 2000],
+    ]),
+  })
+  const next = c.take().filter((s) => seqSub(s.seq, u) < 5000)
+  t.is(next.length, 1)
+  t.is(seqSub(next[0]!.seq, u), 2000, 'the second hole, skipping the SACKed 1000–2000')
+  t.is(next[0]!.payload.length, 1000)
+})
+
+test('zero window: probes with one octet, backs off, resumes when the window opens (RFC 9293 §3.8.6.1)', (t) => {
+  const c = established()
+  c.input({ window: 0 })
+  c.conn.write(bytes(500))
+  t.is(c.take().length, 0)
+  c.clock.advance(200)
+  let p = c.one()
+  t.is(p.payload.length, 1)
+  t.is(p.seq, S1)
+  t.is(c.metrics.zeroWindowProbes, 1)
+  c.input({ ack: S1, window: 0 })
+  c.clock.advance(399)
+  t.is(c.take().length, 0)
+  c.clock.advance(1)
+  p = c.one()
+  t.is(p.seq, S1, 'the probe octet again')
+  t.is(c.metrics.zeroWindowProbes, 2)
+  t.is(c.metrics.rtoExpiries, 0, 'probing is not loss')
+  // Many unanswered-but-ACKed probes never close the connection.
+  for (let i = 0; i < 30; i++) {
+    c.clock.advance(120_000)
+    c.input({ ack: S1, window: 0 })
+  }
+  t.is(c.conn.state, State.ESTABLISHED)
+  c.take()
+  // The window opens: the rest follows the probe octet (which is in flight).
+  c.input({ ack: S1, window: 1000 })
+  const rest = c.take().filter((s) => s.payload.length)
+  t.is(rest[0]!.seq, seqAdd(S1, 1))
+  t.is(
+    rest.reduce((n, s) => n + s.payload.length, 0),
+    499,
+  )
+})
+
+test('keepalive: probes SND.NXT−1 after idle, drops the connection after the count (RFC 9293 §3.8.4)', (t) => {
+  const c = established({ cfg: { keepalive: { idleMs: 10_000, intervalMs: 1000, count: 3 } } })
+  c.clock.advance(9999)
+  t.is(c.take().length, 0)
+  c.clock.advance(1)
+  const p = c.one()
+  t.is(p.seq, seqAdd(S1, -1))
+  t.is(p.payload.length, 0)
+  // An answer resets the idle timer.
+  c.input({})
+  c.clock.advance(9999)
+  t.is(c.take().length, 0)
+  c.clock.advance(1 + 1000 + 1000)
+  t.is(c.take().length, 3)
+  t.is(c.metrics.keepaliveProbes, 4)
+  c.clock.advance(1000)
+  t.is(c.conn.state, State.CLOSED)
+  t.is(c.error?.code, TcpErrorCode.timeout)
+  t.is(c.one().flags, Flag.RST)
+})
+
+test('data retransmissions give up after maxRetries with a timeout and a RST', (t) => {
+  const c = established({ cfg: { maxRetries: 3 } })
+  c.conn.write(bytes(10))
+  c.take()
+  c.clock.advance(200 + 400 + 800 + 1600)
+  t.is(c.conn.state, State.CLOSED)
+  t.is(c.error?.code, TcpErrorCode.timeout)
+  const out = c.take()
+  t.is(out.length, 4) // three retransmissions and the RST
+  t.is(out.at(-1)!.flags, Flag.RST)
+})
+
+test('send buffer backpressure: write() returns false at the limit and onDrain follows the ACK', (t) => {
+  const c = established({ cfg: { sndBufSize: 3000 }, peer: { window: 1000 } })
+  t.true(c.conn.write(bytes(2000)))
+  t.false(c.conn.write(bytes(2000)))
+  t.is(c.drains, 0)
+  c.input({ ack: seqAdd(S1, 1000), window: 1000 })
+  t.is(c.conn.sendBuffered, 3000)
+  t.is(c.drains, 0)
+  c.input({ ack: seqAdd(S1, 2000), window: 1000 })
+  t.is(c.drains, 1)
+})
+
+test('passive and active opens agree on timestamps and SACK only when both SYNs carry them', (t) => {
+  const both = accepted({
+    cfg: { timestamps: true, sack: true },
+    peer: { timestamp: { val: 5, ecr: 0 }, sackPermitted: true },
+  })
+  t.true(both.conn.tsOk)
+  t.true(both.conn.sackOk)
+  const neither = accepted({ cfg: { timestamps: true, sack: true } })
+  t.false(neither.conn.tsOk)
+  t.false(neither.conn.sackOk)
+})
