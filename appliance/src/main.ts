@@ -1,8 +1,11 @@
 // The appliance process: policy (file or admin API), packet path, control surface, and the drain that
 // lets GWLB move new flows elsewhere while existing ones finish (GWLB.md, "Failover").
+
+import { readFile } from 'node:fs/promises'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import { type Logger, pino } from 'pino'
 import type { DefaultAction } from '../../policy/src/schema.ts'
+import { type CertificateAuthority, openSigner, startCertificateAuthority } from './ca/index.ts'
 import { startAdminServer } from './control/admin-server.ts'
 import { ApplianceMetrics } from './control/metrics.ts'
 import { startControlServer } from './control/server.ts'
@@ -18,7 +21,17 @@ export interface AdminOptions {
   tlsKey?: string
 }
 
+export interface CaOptions {
+  /** root certificate PEM file */
+  cert: string
+  /** the root's key as a PEM file (a mounted Secret) */
+  key?: string
+  kms?: { keyId: string; region?: string; endpoint?: string }
+}
+
 export interface ApplianceOptions {
+  /** the interception CA; checked and its intermediate created at start */
+  ca?: CaOptions
   /** multi-document FlowPolicy YAML (standalone mode) */
   policies?: string
   /** the admin API the operator pushes bundles to (operator-managed mode) */
@@ -40,6 +53,8 @@ export interface ApplianceHandle {
   policyFile?: PolicyFile
   control: FastifyInstance
   admin?: FastifyInstance
+  /** the interception CA, when configured: the L7 path mints leaves with ca.minter */
+  ca?: CertificateAuthority
   /** http://host:port of the control surface */
   url: string
   isDraining(): boolean
@@ -66,6 +81,27 @@ export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceH
     )
     await policyFile.reload()
     policyFile.watch()
+  }
+
+  // The CA first: a root that does not match its key (or an unreachable KMS) must stop the start, not
+  // surface on the first intercepted flow. One root signature per start, for the intermediate.
+  let ca: CertificateAuthority | undefined
+  if (opts.ca) {
+    const signer = await openSigner({
+      ...(opts.ca.key ? { keyFile: opts.ca.key } : {}),
+      ...(opts.ca.kms ? { kmsKeyId: opts.ca.kms.keyId } : {}),
+      ...(opts.ca.kms?.region ? { region: opts.ca.kms.region } : {}),
+      ...(opts.ca.kms?.endpoint ? { endpoint: opts.ca.kms.endpoint } : {}),
+    })
+    ca = await startCertificateAuthority({
+      rootCertPem: await readFile(opts.ca.cert),
+      signer,
+      onEvent: (e) =>
+        e.event === 'renewed'
+          ? log.info({ notAfter: new Date(e.notAfter ?? 0).toISOString() }, 'intermediate CA renewed')
+          : log.error({ err: e.error }, 'intermediate CA renewal failed; retrying'),
+    })
+    log.info({ subject: ca.root.node.subject, signer: signer.describe() }, 'interception CA ready')
   }
 
   let admin: FastifyInstance | undefined
@@ -96,6 +132,7 @@ export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceH
     await control.close()
     await admin?.close()
     policyFile?.close()
+    ca?.close()
     throw err
   }
   const addr = control.server.address()
@@ -108,6 +145,7 @@ export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceH
   const close = () => {
     closing ??= (async () => {
       policyFile?.close()
+      ca?.close()
       await dataplane?.close()
       await admin?.close()
       await control.close()
@@ -136,5 +174,6 @@ export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceH
   const handle: ApplianceHandle = { store, metrics, control, url, isDraining: () => draining, drain, close }
   if (policyFile) handle.policyFile = policyFile
   if (admin) handle.admin = admin
+  if (ca) handle.ca = ca
   return handle
 }

@@ -1,0 +1,144 @@
+// Flags of `flowgate appliance` → a checked options object. Pure, so the chart's tests can run it on
+// the arguments the DaemonSet template renders.
+import { parseArgs } from 'node:util'
+import { DEFAULT_ACTIONS, type DefaultAction } from '../../policy/src/schema.ts'
+
+export const APPLIANCE_USAGE = [
+  'flowgate appliance (--policies FILE | --admin-token-file FILE --state-dir DIR) [options]',
+  '',
+  '  --policies FILE          standalone: FlowPolicies from a multi-document YAML file, reloaded on change and SIGHUP',
+  '  --admin-token-file FILE  operator-managed: bearer token(s) for the admin API (PUT /v1/config), one per line',
+  '  --state-dir DIR          where the last good bundle is kept across restarts (with --admin-token-file)',
+  '  --admin-port N           admin API port (default 9443, as the operator assumes)',
+  '  --admin-tls-cert FILE, --admin-tls-key FILE   serve the admin API over TLS (recommended)',
+  '  --ca-cert FILE           the interception CA certificate (PEM), with one of:',
+  '  --ca-key FILE              its key (PEM: a mounted Secret), or',
+  '  --kms-key-id ID            the AWS KMS key (ECC_NIST_P256) that holds it; --kms-region, --kms-endpoint',
+  '  --upstream-ca FILE       extra roots trusted when verifying upstream servers (PEM)',
+  '  --geneve-port N          UDP port GWLB sends Geneve to (default 6081)',
+  '  --http-port N            /healthz, /readyz, /livez, /metrics (default 8080)',
+  '  --bind ADDR              address to bind (default 0.0.0.0)',
+  '  --drain-seconds N        on SIGTERM, keep serving existing flows this long (default 300)',
+  '  --fleet-default ACTION   Allow | Deny | Reject for flows no policy decides (default Allow; standalone)',
+  '  --io auto|native|dgram   packet I/O backend (default auto: native, else dgram)',
+  '  --log-level LEVEL        pino level (default info)',
+].join('\n')
+
+export interface ApplianceCliOptions {
+  policies?: string
+  admin?: { port: number; tokenFile: string; stateDir: string; tlsCert?: string; tlsKey?: string }
+  ca?: { cert: string; key?: string; kms?: { keyId: string; region?: string; endpoint?: string } }
+  upstreamCa?: string
+  genevePort: number
+  httpPort: number
+  bind: string
+  drainSeconds: number
+  fleetDefault: DefaultAction
+  io: 'auto' | 'native' | 'dgram'
+  logLevel: string
+}
+
+export class ApplianceUsageError extends Error {
+  readonly code = 'FG_ERR_USAGE'
+}
+
+const fail = (message: string): never => {
+  throw new ApplianceUsageError(message)
+}
+
+const int = (name: string, v: string | undefined, dflt: number, min: number, max: number): number => {
+  if (v === undefined) return dflt
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < min || n > max)
+    fail(`--${name} must be a whole number from ${min} to ${max}`)
+  return n
+}
+
+export function parseApplianceArgs(args: string[]): ApplianceCliOptions {
+  let values: Record<string, string | undefined>
+  try {
+    const str = { type: 'string' } as const
+    values = parseArgs({
+      args,
+      options: {
+        policies: str,
+        'geneve-port': str,
+        'http-port': str,
+        bind: str,
+        'drain-seconds': str,
+        'fleet-default': str,
+        io: str,
+        'log-level': str,
+        'state-dir': str,
+        'admin-port': str,
+        'admin-token-file': str,
+        'admin-tls-cert': str,
+        'admin-tls-key': str,
+        'ca-cert': str,
+        'ca-key': str,
+        'kms-key-id': str,
+        'kms-region': str,
+        'kms-endpoint': str,
+        'upstream-ca': str,
+      },
+    }).values
+  } catch (err) {
+    return fail((err as Error).message)
+  }
+  const fleetDefault = values['fleet-default'] ?? 'Allow'
+  if (!DEFAULT_ACTIONS.includes(fleetDefault as DefaultAction)) {
+    fail(`--fleet-default must be one of ${DEFAULT_ACTIONS.join(', ')}`)
+  }
+  const managed = values['admin-token-file'] !== undefined
+  if (!values.policies === !managed) {
+    fail(
+      'give either --policies FILE (standalone) or --admin-token-file FILE with --state-dir DIR (operator-managed)',
+    )
+  }
+  if (managed && !values['state-dir'])
+    fail('--admin-token-file needs --state-dir DIR for the last good bundle')
+  if (!values['admin-tls-cert'] !== !values['admin-tls-key'])
+    fail('--admin-tls-cert and --admin-tls-key go together')
+  const io = values.io ?? 'auto'
+  if (io !== 'auto' && io !== 'native' && io !== 'dgram') return fail('--io must be auto, native or dgram')
+  const caCert = values['ca-cert']
+  const caKey = values['ca-key']
+  const kmsKey = values['kms-key-id']
+  if (caCert && !caKey === !kmsKey) fail('--ca-cert needs exactly one of --ca-key FILE or --kms-key-id ID')
+  if (!caCert && (caKey || kmsKey)) fail('--ca-key and --kms-key-id need --ca-cert FILE')
+  if (!kmsKey && (values['kms-region'] || values['kms-endpoint']))
+    fail('--kms-region and --kms-endpoint go with --kms-key-id')
+
+  const out: ApplianceCliOptions = {
+    genevePort: int('geneve-port', values['geneve-port'], 6081, 1, 65535),
+    httpPort: int('http-port', values['http-port'], 8080, 0, 65535),
+    bind: values.bind ?? '0.0.0.0',
+    drainSeconds: int('drain-seconds', values['drain-seconds'], 300, 0, 6000),
+    fleetDefault: fleetDefault as DefaultAction,
+    io,
+    logLevel: values['log-level'] ?? 'info',
+  }
+  if (values.policies) out.policies = values.policies
+  if (managed) {
+    out.admin = {
+      port: int('admin-port', values['admin-port'], 9443, 0, 65535),
+      tokenFile: values['admin-token-file']!,
+      stateDir: values['state-dir']!,
+    }
+    if (values['admin-tls-cert']) {
+      out.admin.tlsCert = values['admin-tls-cert']
+      out.admin.tlsKey = values['admin-tls-key']!
+    }
+  }
+  if (caCert) {
+    out.ca = { cert: caCert }
+    if (caKey) out.ca.key = caKey
+    if (kmsKey) {
+      out.ca.kms = { keyId: kmsKey }
+      if (values['kms-region']) out.ca.kms.region = values['kms-region']
+      if (values['kms-endpoint']) out.ca.kms.endpoint = values['kms-endpoint']
+    }
+  }
+  if (values['upstream-ca']) out.upstreamCa = values['upstream-ca']
+  return out
+}
