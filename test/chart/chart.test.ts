@@ -21,6 +21,7 @@ import { parse, parseAllDocuments } from 'yaml'
 import {
   FUNCTION_NAMES,
   loadChart,
+  mergeValues,
   type Rendered,
   renderChart,
   SchemaError,
@@ -913,4 +914,122 @@ test('Chart.yaml is a valid v2 chart whose name is its directory', (t) => {
   t.truthy(md.appVersion)
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'))
   t.is(md.appVersion, pkg.version, 'the image tag defaults to appVersion: keep it the package version')
+})
+
+// ------------------------------------------------------------------ no value without an effect
+
+test('every value in values.yaml changes the rendered chart (no dead or unwired values)', (t) => {
+  const KMS = { mode: 'kms', kms: { keyId: 'alias/flowgate-ca', certificate: PEM } }
+  // Some values matter only when others switch them on; a value is live if it matters in one of these.
+  const bases: Obj[] = [
+    {
+      monitoring: {
+        serviceMonitor: { enabled: true },
+        prometheusRule: { enabled: true },
+        grafanaDashboard: { enabled: true },
+      },
+      gwlb: { targetGroupArn: TG },
+      ca: { mode: 'secret' },
+      appliance: { upstreamCa: { configMapName: 'roots' } },
+    },
+    { monitoring: { podMonitor: { enabled: true } }, ca: KMS },
+    {
+      operator: { serviceAccount: { create: false }, eventsNamespace: 'default' },
+      appliance: { serviceAccount: { create: false } },
+    },
+  ]
+  // A different value of the same kind that the schema accepts.
+  const SPECIAL: Record<string, unknown> = {
+    'image.digest': `sha256:${'b'.repeat(64)}`,
+    'aws.region': 'us-east-2',
+    'gwlb.targetGroupArn': TG.replace('0123', '4567'),
+    'ca.kms.keyId': 'alias/other',
+    'ca.kms.certificate': PEM.replace('e1', 'e9'),
+    'appliance.stateDir.hostPath': '/var/lib/other',
+    'monitoring.serviceMonitor.interval': '10s',
+    'monitoring.podMonitor.interval': '10s',
+    'adminApi.tls.serverName': 'appliances.example.internal',
+    'operator.eventsNamespace': 'flowgate-events',
+    'operator.serviceAccount.name': 'other-sa',
+    'appliance.serviceAccount.name': 'other-sa',
+    'monitoring.grafanaDashboard.namespace': 'monitoring',
+    'monitoring.grafanaDashboard.folder': 'Network',
+    'appliance.upstreamCa.configMapName': 'other-roots',
+  }
+  const schema = chart.schema as Obj
+  const schemaAt = (path: string[]): Obj | undefined =>
+    path.reduce<Obj | undefined>((s, k) => s?.properties?.[k], schema)
+  const mutate = (path: string, v: unknown): unknown => {
+    if (path in SPECIAL) return SPECIAL[path]
+    const s = schemaAt(path.split('.'))
+    if (s?.enum) return s.enum.find((e: unknown) => e !== v)
+    if (typeof v === 'boolean') return !v
+    if (typeof v === 'number') return Number.isInteger(v) ? v + 1 : v * 2
+    if (typeof v === 'string') {
+      const quantity = /^(\d+)([a-zA-Z]*)$/.exec(v)
+      if (quantity) return `${Number(quantity[1]) * 2}${quantity[2]}`
+      return v ? `${v}x` : 'x1'
+    }
+    return undefined
+  }
+  const leaves: [string, unknown][] = []
+  const walk = (o: Obj, prefix: string) => {
+    for (const [k, v] of Object.entries(o)) {
+      const p = prefix ? `${prefix}.${k}` : k
+      // a map of user data (labels, node selectors) is one value: its keys hold dots and slashes
+      const userMap = v && typeof v === 'object' && Object.keys(v).some((x) => /[./]/.test(x))
+      if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length && !userMap) walk(v, p)
+      else leaves.push([p, v])
+    }
+  }
+  walk(chart.values, '')
+  const setAt = (o: Obj, path: string, v: unknown): Obj => {
+    const out = structuredClone(o)
+    const keys = path.split('.')
+    let cur = out
+    for (const k of keys.slice(0, -1)) {
+      cur[k] ??= {}
+      cur = cur[k]
+    }
+    cur[keys.at(-1)!] = v
+    return out
+  }
+  const text = (r: Rendered) => [...r.manifests.values()].join('\n---\n') + r.notes
+  const dead: string[] = []
+  for (const [path, value] of leaves) {
+    let live = false
+    for (const base of bases) {
+      const merged = mergeValues(chart.values, base) as Obj
+      let changed: unknown
+      if (Array.isArray(value))
+        changed = path.endsWith('tolerations')
+          ? [{ key: 'k', operator: 'Exists' }]
+          : path.endsWith('Env')
+            ? [{ name: 'X', value: 'y' }]
+            : path.endsWith('Args')
+              ? ['--x']
+              : [{ name: 'regcred' }]
+      else if (value && typeof value === 'object')
+        changed = path.endsWith('affinity') ? { nodeAffinity: {} } : { 'example.com/k': 'v' }
+      else {
+        const current = path.split('.').reduce<unknown>((o, k) => (o as Obj | undefined)?.[k], merged)
+        changed = mutate(path, current)
+      }
+      if (changed === undefined) continue
+      let before: string
+      let after: string
+      try {
+        before = text(render(base))
+        after = text(render(setAt(base, path, changed)))
+      } catch {
+        continue // not a valid change on this base (e.g. ca.mode=kms without a key): another base decides
+      }
+      if (before !== after) {
+        live = true
+        break
+      }
+    }
+    if (!live) dead.push(path)
+  }
+  t.deepEqual(dead, [])
 })
