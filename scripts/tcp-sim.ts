@@ -1,7 +1,7 @@
 // Replays the TCP simulator (test/tcp/simulator.ts) for one seed or a range, printing the verdict and, with
 // --trace, every segment with its fate. Usage:
 //   node scripts/tcp-sim.ts --seed N [--trace]
-//   node scripts/tcp-sim.ts --from N --count K
+//   node scripts/tcp-sim.ts --from N --count K [--harsh]
 import { parseArgs } from 'node:util'
 import { runSeed } from '../test/tcp/simulator.ts'
 
@@ -11,6 +11,8 @@ const { values } = parseArgs({
     from: { type: 'string' },
     count: { type: 'string' },
     trace: { type: 'boolean', default: false },
+    /** Loss up to 30% and no size cap: slower, for hunting bugs beyond what CI runs. */
+    harsh: { type: 'boolean', default: false },
   },
 })
 if (values.seed === undefined && values.from === undefined) {
@@ -22,7 +24,7 @@ const count = values.seed !== undefined ? 1 : Number(values.count ?? 1000)
 let failed = 0
 const t0 = performance.now()
 for (let s = from; s < from + count; s++) {
-  const r = runSeed(s, { trace: values.trace })
+  const r = runSeed(s, { trace: values.trace, profile: values.harsh ? 'harsh' : 'ci' })
   if (values.trace) for (const line of r.trace) console.log(line)
   if (!r.ok) {
     failed++

@@ -47,14 +47,15 @@ export interface SimResult {
 export const REPRO = (seed: number) => `node scripts/tcp-sim.ts --seed ${seed}`
 
 /** Everything random about a run, from the seed. */
-export function scenarioFor(seed: number): Scenario {
+export function scenarioFor(seed: number, profile: 'ci' | 'harsh' = 'ci'): Scenario {
   const r = new SeededRandom(seed)
-  const clean = r.float() < 0.15
+  const harsh = profile === 'harsh'
+  const clean = !harsh && r.float() < 0.15
   const faults: LinkFaults = clean
     ? { loss: 0, duplicate: 0, truncate: 0, delay: r.int(0, 20), jitter: 0 }
     : {
         // Mostly realistic loss, sometimes harsh; beyond ~15% a small-window flow spends hours in RTO backoff.
-        loss: r.float() < 0.7 ? r.float() * 0.05 : r.float() * 0.15,
+        loss: harsh ? r.float() * 0.3 : r.float() < 0.7 ? r.float() * 0.05 : r.float() * 0.15,
         duplicate: r.float() * 0.08,
         truncate: r.float() * 0.05,
         delay: r.int(0, 60),
@@ -83,7 +84,7 @@ export function scenarioFor(seed: number): Scenario {
   const configA = cfg()
   const configB = cfg()
   // Keep lossy runs to a few hundred segments so that thousands of seeds fit in the test budget.
-  const cap = (n: number, c: Partial<TcpConfig>) => (clean ? n : Math.min(n, (c.mss ?? 1460) * 200))
+  const cap = (n: number, c: Partial<TcpConfig>) => (clean || harsh ? n : Math.min(n, (c.mss ?? 1460) * 200))
   return {
     seed,
     faults,
@@ -131,8 +132,17 @@ interface Side {
 const SIM_LIMIT_MS = 4 * 60 * 60 * 1000
 
 /** Runs one seeded scenario to completion and checks it. */
-export function runSeed(seed: number, opts: { trace?: boolean; scenario?: Scenario } = {}): SimResult {
-  const sc = opts.scenario ?? scenarioFor(seed)
+export function runSeed(
+  seed: number,
+  opts: {
+    trace?: boolean
+    scenario?: Scenario
+    profile?: 'ci' | 'harsh'
+    /** Rewrites segments on the link behind TCP's back (to prove the checks catch corruption). */
+    tamper?: (seg: TcpRepr) => TcpRepr
+  } = {},
+): SimResult {
+  const sc = opts.scenario ?? scenarioFor(seed, opts.profile)
   const clock = new FakeClock(1_000_000)
   const rnd = new SeededRandom(seed * 2654435761)
   const trace: string[] = []
@@ -167,6 +177,7 @@ export function runSeed(seed: number, opts: { trace?: boolean; scenario?: Scenar
       s = { ...s, payload: s.payload.subarray(0, keep), flags: s.flags & ~Flag.FIN }
       if (opts.trace) trace.push(`${clock.now().toFixed(1)} ${dir} TRUNC to ${keep}`)
     }
+    if (opts.tamper) s = opts.tamper(s)
     deliver(to(), tuple, s, dir)
     if (rnd.float() < f.duplicate) deliver(to(), tuple, s, `${dir} DUP`)
   }
@@ -257,7 +268,7 @@ export function runSeed(seed: number, opts: { trace?: boolean; scenario?: Scenar
   const fail = (msg: string): SimResult => ({
     seed,
     ok: false,
-    error: `seed ${seed}: ${msg}\n  A: ${a.conn}\n  B: ${b.conn}\n  scenario: ${JSON.stringify(sc)}\n  repro: ${REPRO(seed)}`,
+    error: `seed ${seed}: ${msg}\n  A: ${a.conn}\n  B: ${b.conn}\n  scenario: ${JSON.stringify(sc)}\n  repro: ${REPRO(seed)}${opts.profile === 'harsh' ? ' --harsh' : ''}`,
     simulatedMs: clock.now() - 1_000_000,
     segments,
     scenario: sc,

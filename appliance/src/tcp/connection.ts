@@ -170,6 +170,8 @@ export class Connection {
   /** RTT timing of one segment when timestamps are off: its end sequence number and send time. */
   #rttSeq: Seq | undefined
   #rttStart = 0
+  /** Timestamp echoes older than this predate our last retransmission (see #karn). */
+  #tsFloor: number | undefined
   /** Delayed-ACK bookkeeping (RFC 9293 §3.8.6.3). */
   #segsUnacked = 0
   #ackNow = false
@@ -857,7 +859,7 @@ export class Connection {
     if (retransmission) {
       this.#ctx.metrics.retransmits++
       // Karn's rule (RFC 6298 §3): no RTT sample from a segment that was retransmitted.
-      this.#rttSeq = undefined
+      this.#karn()
     } else if (this.#rttSeq === undefined && !this.tsOk) {
       this.#rttSeq = end
       this.#rttStart = this.#ctx.clock.now()
@@ -883,7 +885,7 @@ export class Connection {
     if (len === 0 && !fin) return
     const payload = len ? this.#sndBuf.read(off, len) : EMPTY
     this.#ctx.metrics.retransmits++
-    this.#rttSeq = undefined
+    this.#karn()
     this.#send(Flag.ACK | (fin ? Flag.FIN : 0) | (len ? Flag.PSH : 0), at, payload)
     const end = seqAdd(at, len + (fin ? 1 : 0))
     if (seqGt(end, this.#highRxt)) this.#highRxt = end
@@ -1007,7 +1009,7 @@ export class Connection {
       m.rtoExpiries++
       m.retransmits++
       this.rto.backoff()
-      this.#rttSeq = undefined
+      this.#karn()
       this.#sendSyn()
       this.#rtx.setIn(this.rto.rto)
       return
@@ -1032,7 +1034,7 @@ export class Connection {
     // window reopens (go-back-N); RFC 2018 §8 lets us drop SACK state after a timeout, and we do, since the
     // receiver may have reneged.
     this.rto.backoff()
-    this.#rttSeq = undefined
+    this.#karn()
     this.scoreboard.clear()
     this.sndNxt = this.sndUna
     this.#highRxt = this.sndUna
@@ -1111,10 +1113,22 @@ export class Connection {
     this.#keepalive.setIn(ka.intervalMs)
   }
 
+  /**
+   * Karn's rule (RFC 6298 §3): a retransmission makes the timed segment ambiguous. With timestamps, the echo
+   * is only trusted from this moment on: the peer's TS.Recent can still hold the TSval of an earlier send
+   * (RFC 7323 §4.3 updates it only from in-window segments, not from the duplicate our retransmission
+   * becomes), and an RTT measured across the retransmission interval would inflate the RTO without bound.
+   */
+  #karn(): void {
+    this.#rttSeq = undefined
+    this.#tsFloor = this.#tsNow()
+  }
+
   #sampleRtt(seg: TcpRepr): void {
     if (this.tsOk && seg.timestamp && seg.timestamp.ecr !== 0) {
-      // RFC 7323 §4.1: the echoed timestamp identifies the send time even for retransmissions, so Karn's
-      // ambiguity does not arise; RFC 7323 §4.2 takes samples only from ACKs that advance SND.UNA.
+      // RFC 7323 §4.1: the echoed timestamp identifies when the acknowledged data was sent; RFC 7323 §4.2 takes
+      // samples only from ACKs that advance SND.UNA.
+      if (this.#tsFloor !== undefined && tsLt(seg.timestamp.ecr, this.#tsFloor)) return
       const r = (this.#tsNow() - seg.timestamp.ecr) | 0
       if (r >= 0) this.rto.sample(r)
       return
