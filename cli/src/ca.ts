@@ -32,6 +32,9 @@ export function trustInstructions(out: string): string {
     '',
     '  Node.js does not read the system store by default: NODE_EXTRA_CA_CERTS=<path> or node --use-system-ca.',
     `  One-off checks: curl --cacert ${out} https://…, openssl s_client -CAfile ${out} -verify_return_error.`,
+    '',
+    `Then run the appliance with --ca-cert ${out} and the same key (--kms-key-id or --ca-key): it refuses`,
+    'to start if the key is not the one this certificate names.',
   ].join('\n')
 }
 
