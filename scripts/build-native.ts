@@ -4,6 +4,8 @@
 //
 // node-gyp is not a dependency of ours: npm ships one and tells lifecycle scripts where it is
 // (npm_config_node_gyp). Run by hand, we look for the one inside the npm on PATH.
+// A failed build fails `npm ci` on Linux on purpose (native is the default backend); FLOWGATE_SKIP_NATIVE=1
+// skips it on a machine without a compiler.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, realpathSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -13,6 +15,10 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const native = join(root, 'native')
 const out = join(native, 'build', 'Release', 'flowgate_io.node')
 
+if (process.env.FLOWGATE_SKIP_NATIVE === '1') {
+  console.log('build:native: FLOWGATE_SKIP_NATIVE=1, not building the addon (the dgram backend still works)')
+  process.exit(0)
+}
 if (process.platform !== 'linux') {
   console.log('build:native: not Linux, skipping the packet I/O addon (the dgram backend still works)')
   process.exit(0)
