@@ -5,7 +5,7 @@ import crypto from 'node:crypto'
 import { KMSClient } from '@aws-sdk/client-kms'
 import test from 'ava'
 import { CaError } from '../../appliance/src/ca/errors.ts'
-import { openSigner } from '../../appliance/src/ca/index.ts'
+import { openSigner, startCertificateAuthority } from '../../appliance/src/ca/index.ts'
 import { createIntermediate } from '../../appliance/src/ca/intermediate.ts'
 import { KmsSigner } from '../../appliance/src/ca/kms-signer.ts'
 import { createRootCertificate } from '../../appliance/src/ca/root.ts'
@@ -181,4 +181,24 @@ test('kms: a KMS that does not answer times out and is retried; then FG_ERR_CA_K
   t.is(err?.code, 'FG_ERR_CA_KMS')
   t.regex(err?.message ?? '', /Timeout/i)
   signer.close()
+})
+
+test('kms: an appliance start is one GetPublicKey and one Sign, however many leaves follow', async (t) => {
+  await using k = await kms()
+  const { keyId } = k.srv.createKey()
+  const root = await createRootCertificate(await KmsSigner.open({ client: k.client, keyId }))
+  const before = k.srv.calls.length
+  const signer = await KmsSigner.open({ client: k.client, keyId, rootCertificate: root.node })
+  const ca = await startCertificateAuthority({ rootCertPem: root.pem, signer })
+  try {
+    await Promise.all(
+      ['a.example.test', 'b.example.test', '192.0.2.7', 'a.example.test'].map((h) => ca.minter.get(h)),
+    )
+    t.deepEqual(
+      k.srv.calls.slice(before).map((c) => `${c.operation} ${c.status}`),
+      ['GetPublicKey 200', 'Sign 200'],
+    )
+  } finally {
+    ca.close()
+  }
 })

@@ -278,3 +278,19 @@ test('mints beyond the concurrency cap wait in a bounded queue; past it, FG_ERR_
   // Refusals are not remembered: once the queue drains, the same names mint.
   t.is((await m.get('d.busy.test')).host, 'd.busy.test')
 })
+
+test('a mint under way when the intermediate changes finishes under the old one and is not cached', async (t) => {
+  const one = await createIntermediate(signer, root)
+  const two = await createIntermediate(signer, root)
+  const m = new LeafMinter(one)
+  const pending = m.get('race.example.test')
+  m.setIntermediate(two)
+  const old = await pending
+  t.true(
+    new crypto.X509Certificate(old.certPem).verify(one.node.publicKey),
+    'still a valid chain (old intermediate)',
+  )
+  t.is(m.size, 0, 'but not kept')
+  const fresh = await m.get('race.example.test')
+  t.true(new crypto.X509Certificate(fresh.certPem).verify(two.node.publicKey))
+})
