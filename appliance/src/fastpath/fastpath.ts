@@ -76,6 +76,8 @@ export class FastPathResult {
 }
 
 const MAX_DATAGRAM = 65_535
+const NO_ENTRY = {}
+const ACTIONS = ['Allow', 'Deny', 'Reject', 'Inspect', 'Authorize']
 
 function verdictOf(d: Decision): number {
   if (d.kind === 'pending') return Verdict.pending
@@ -96,9 +98,10 @@ export class FastPath {
   readonly fragments: FragmentCache
   readonly maxInnerLen: number
   private engine: Decider
-  private engineGen = 0
   private readonly decisions: Decision[] = [undefined as unknown as Decision]
-  private readonly decisionIds = new Map<string, number>()
+  private readonly decisionIds = new Map<object, Map<object, Map<number, number>>>()
+  private lastEndpoint = ''
+  private readonly lastEndpointBytes = new Uint8Array(8)
   readonly malformed = new MalformedCounters()
   readonly drops = new Float64Array(DROP_REASONS.length)
   readonly outcomes = new Float64Array(OUTCOMES.length)
@@ -123,17 +126,25 @@ export class FastPath {
   /** New flows are decided by `engine` from now on; existing flows keep their decision. */
   setEngine(engine: Decider): void {
     this.engine = engine
-    this.engineGen++
   }
 
   /** Interns a decision; returns its id (stable for the life of the FastPath). */
   intern(d: Decision): number {
-    const key = `${this.engineGen}|${d.kind}|${d.action}|${d.entry?.index ?? -1}|${d.audit?.index ?? -1}|${d.needs}`
-    let id = this.decisionIds.get(key)
+    // Keyed by the deciding and auditing entries' identities (each engine has its own Entry objects) and
+    // the rest of the decision packed in a number: no string building per new flow.
+    const byEntry = this.decisionIds.get(d.entry ?? NO_ENTRY) ?? new Map<object, Map<number, number>>()
+    if (byEntry.size === 0) this.decisionIds.set(d.entry ?? NO_ENTRY, byEntry)
+    let byAudit = byEntry.get(d.audit ?? NO_ENTRY)
+    if (!byAudit) {
+      byAudit = new Map()
+      byEntry.set(d.audit ?? NO_ENTRY, byAudit)
+    }
+    const code = d.needs + (d.kind === 'pending' ? 0x10000 : 0) + ACTIONS.indexOf(d.action) * 0x20000
+    let id = byAudit.get(code)
     if (id === undefined) {
       id = this.decisions.length
       this.decisions.push(d)
-      this.decisionIds.set(key, id)
+      byAudit.set(code, id)
     }
     return id
   }
@@ -262,9 +273,23 @@ export class FastPath {
     }
   }
 
+  /** The endpoint id string, reused while consecutive new flows come from the same endpoint. */
+  private endpointOf(p: ParsedPacket): string {
+    const b = p.buf
+    const o = p.endpointOff
+    const last = this.lastEndpointBytes
+    let same = this.lastEndpoint !== ''
+    for (let k = 0; k < 8 && same; k++) same = b[o + k] === last[k]
+    if (!same) {
+      for (let k = 0; k < 8; k++) last[k] = b[o + k]!
+      this.lastEndpoint = p.endpointId()
+    }
+    return this.lastEndpoint
+  }
+
   private factsOf(p: ParsedPacket, reversed: boolean): FlowFacts {
     return {
-      endpoint: p.endpointId(),
+      endpoint: this.endpointOf(p),
       family: p.family,
       src: reversed ? p.dst() : p.src(),
       dst: reversed ? p.src() : p.dst(),

@@ -395,7 +395,7 @@ export class FlowTable {
    * protectActiveMs is never evicted: the new flow is refused instead.
    */
   private makeRoom(now: number): boolean {
-    if (this.sweep(now, 64) > 0) return true
+    if (this.sweep(now, 32) > 0) return true
     const cap = this.capacity
     let best = -1
     let bestClass = 3
