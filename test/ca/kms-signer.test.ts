@@ -202,3 +202,26 @@ test('kms: an appliance start is one GetPublicKey and one Sign, however many lea
     ca.close()
   }
 })
+
+test('kms: opened by alias, the signer keeps signing with the key the alias named at start', async (t) => {
+  await using k = await kms()
+  const a = k.srv.createKey()
+  const b = k.srv.createKey()
+  const alias = k.srv.setAlias('flowgate-ca', a.keyId)
+  const signer = await KmsSigner.open({ client: k.client, keyId: alias })
+  t.is(signer.keyArn, a.arn)
+  k.srv.setAlias('flowgate-ca', b.keyId) // someone re-points the alias while the appliance runs
+  const data = Buffer.from('tbs')
+  const sig = await signer.sign(data)
+  t.true(crypto.verify('sha256', data, { key: k.srv.publicKey(a.keyId), dsaEncoding: 'der' }, sig))
+  t.is(k.srv.callsOf('Sign')[0]?.keyId, a.arn)
+  // A fresh start follows the alias — and is refused against the old root, as it should be.
+  const root = await createRootCertificate(signer)
+  const err = await t.throwsAsync(
+    KmsSigner.open({ client: k.client, keyId: alias, rootCertificate: root.node }),
+    {
+      instanceOf: CaError,
+    },
+  )
+  t.is(err?.code, 'FG_ERR_CA_KEY_MISMATCH')
+})

@@ -137,6 +137,7 @@ export class KmsServer {
   url = ''
   readonly calls: KmsCall[] = []
   readonly #keys = new Map<string, Key>()
+  readonly #aliases = new Map<string, string>() // "alias/name" → key id
   #faults: { operations: string[] | undefined; kind: FaultKind; count: number }[] = []
 
   constructor() {
@@ -187,6 +188,13 @@ export class KmsServer {
     return k.publicKey
   }
 
+  /** Point `alias/<name>` at a key (creating or re-pointing it, as CreateAlias/UpdateAlias do). */
+  setAlias(name: string, keyId: string): string {
+    const alias = name.startsWith('alias/') ? name : `alias/${name}`
+    this.#aliases.set(alias, this.#find(keyId).id)
+    return alias
+  }
+
   setState(keyId: string, state: KeyState): void {
     this.#find(keyId).state = state
   }
@@ -216,7 +224,13 @@ export class KmsServer {
   }
 
   #find(keyId: string | undefined): Key {
-    const id = keyId?.startsWith('arn:') ? keyId.split('/').pop() : keyId
+    // Key id, key ARN, alias name or alias ARN (arn:aws:kms:…:alias/name), as KMS accepts them.
+    const aliasName = keyId?.startsWith('alias/') ? keyId : /:(alias\/.+)$/.exec(keyId ?? '')?.[1]
+    const id = aliasName
+      ? this.#aliases.get(aliasName)
+      : keyId?.startsWith('arn:')
+        ? keyId.split('/').pop()
+        : keyId
     const k = id ? this.#keys.get(id) : undefined
     if (!k) throw new AwsError(400, 'NotFoundException', `Key '${keyId}' does not exist`)
     return k
