@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { pino } from 'pino'
 import { startAppliance } from '../../appliance/src/main.ts'
 import { APPLIANCE_USAGE, type ApplianceCliOptions, parseApplianceArgs } from '../../appliance/src/options.ts'
@@ -27,7 +28,11 @@ export const applianceCommand: Command = {
       bind: o.bind,
       drainSeconds: o.drainSeconds,
       fleetDefault: o.fleetDefault,
-      dataplane: gwlbDataplane({ io: o.io }),
+      // --upstream-ca: roots trusted for servers the appliance calls as a client (authorizer webhooks too).
+      dataplane: gwlbDataplane({
+        io: o.io,
+        ...(o.upstreamCa ? { authorizerCa: readFileSync(o.upstreamCa) } : {}),
+      }),
       logger,
     })
     process.on('SIGHUP', () => void handle.policyFile?.reload())

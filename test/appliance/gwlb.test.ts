@@ -1,20 +1,14 @@
 // The real appliance (`flowgate appliance`, the process users run) behind the GWLB stand-in, with real
 // peers on both sides: curl, openssl, socat and ping in the client namespace; Node HTTP, openssl s_server
 // and socat in the server namespace. The stand-in checks the GWLB contract on every returned packet.
-
-import type { ChildProcess } from 'node:child_process'
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { ExecutionContext } from 'ava'
-import { GwlbLab, LAB, type StandInReport } from '../support/netns/gwlb-stand-in.ts'
+import { LAB } from '../support/netns/gwlb-stand-in.ts'
 import { deterministicBytes, sha256 } from '../support/netns/http-server.ts'
 import { privilegedTest } from '../support/netns/privileges.ts'
+import { withAppliance } from './lab.ts'
 
 const netTest = privilegedTest(['root', 'tun', 'ip'])
-const FLOWGATE = new URL('../../bin/flowgate.js', import.meta.url).pathname
-const HTTP = new URL('../support/netns/http-server.ts', import.meta.url).pathname
 const example = (name: string) =>
   readFileSync(new URL(`../../examples/${name}.yaml`, import.meta.url), 'utf8')
 
@@ -43,162 +37,55 @@ spec:
 ${example('udp-censor')}---
 ${example('icmp-every-fifth')}`
 
-interface Appliance {
-  child: ChildProcess
-  url: string
-  output: () => string
-}
-
-async function startAppliance(lab: GwlbLab, policies: string, extra: string[] = []): Promise<Appliance> {
-  let out = ''
-  const child = await lab.ns.spawn(
-    lab.appliance,
-    process.execPath,
-    [
-      FLOWGATE,
-      'appliance',
-      '--policies',
-      policies,
-      '--bind',
-      lab.applianceAddr,
-      '--http-port',
-      '8080',
-      ...extra,
-    ],
-    /appliance started/,
-    20_000,
-  )
-  child.stdout?.on('data', (d: Buffer) => {
-    out += d.toString()
-  })
-  child.stderr?.on('data', (d: Buffer) => {
-    out += d.toString()
-  })
-  return { child, url: `http://${lab.applianceAddr}:8080`, output: () => out }
-}
-
-/** A lab with the server side's peers running and our appliance attached. */
-async function withAppliance(
-  t: ExecutionContext,
-  fn: (lab: GwlbLab, appliance: Appliance, dir: string) => Promise<void>,
-  options: { seed?: number; loss?: number; reorder?: number; applianceArgs?: string[] } = {},
-): Promise<StandInReport> {
-  const dir = mkdtempSync(join(tmpdir(), 'flowgate-e2e-'))
-  const lab = await GwlbLab.create(options)
-  try {
-    const policies = join(dir, 'policies.yaml')
-    writeFileSync(policies, E2E_POLICIES)
-    // A certificate for the TLS server (a test fixture in a temp dir, removed below).
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=allowed.example',
-        '-addext',
-        'subjectAltName=DNS:allowed.example,DNS:denied.example',
-        '-keyout',
-        join(dir, 'server.key'),
-        '-out',
-        join(dir, 'server.crt'),
-      ],
-      { stdio: 'ignore' },
-    )
-    await Promise.all([
-      lab.ns.spawn(lab.server, process.execPath, [HTTP, '8080'], /listening/),
-      lab.ns.spawn(lab.server, process.execPath, [HTTP, '8081'], /listening/),
-      lab.ns.spawn(lab.server, 'socat', ['-T', '5', 'UDP4-LISTEN:3000,fork,reuseaddr', 'PIPE']),
-      lab.ns.spawn(lab.server, 'openssl', [
-        's_server',
-        '-quiet',
-        '-www',
-        '-accept',
-        '8443',
-        '-cert',
-        join(dir, 'server.crt'),
-        '-key',
-        join(dir, 'server.key'),
-      ]),
-    ])
-    const appliance = await startAppliance(lab, policies, options.applianceArgs)
-    try {
-      await fn(lab, appliance, dir)
-    } catch (err) {
-      t.log(appliance.output().split('\n').slice(-20).join('\n'))
-      throw err
-    }
-    const report = lab.report()
-    t.log(`stand-in: ${JSON.stringify({ ...report, samples: report.samples.slice(0, 3) })}`)
-    return report
-  } finally {
-    await lab.close()
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
-
-const client = (lab: GwlbLab, cmd: string, args: string[], ms = 30_000) =>
-  lab.ns.exec(lab.client, cmd, args, ms)
-const metric = async (url: string, name: string) => {
-  const text = await (await fetch(`${url}/metrics`)).text()
-  return text.split('\n').filter((l) => l.startsWith(name))
-}
-
 netTest(
   'HTTP passes through byte-exact; a denied port is reset at once; the stand-in sees no violation',
   async (t) => {
-    const report = await withAppliance(t, async (lab, a) => {
-      const health = await fetch(`${a.url}/healthz`)
-      t.is(health.status, 200, await health.text())
-      const hello = await client(lab, 'curl', ['-sS', '--max-time', '10', `http://${LAB.server4}:8080/`])
-      t.is(hello.code, 0, hello.stderr.toString())
-      t.is(hello.stdout.toString(), 'hello from the server\n')
-      const size = 12_000_000
-      const big = await client(
-        lab,
-        'curl',
-        ['-sS', '--max-time', '60', `http://${LAB.server4}:8080/bytes/${size}/9`],
-        70_000,
-      )
-      t.is(big.code, 0, big.stderr.toString())
-      t.is(sha256(big.stdout), sha256(deterministicBytes(size, 9)))
+    const report = await withAppliance(
+      t,
+      { policies: E2E_POLICIES },
+      async ({ appliance, client, metric }) => {
+        const health = await fetch(`${appliance.url}/healthz`)
+        t.is(health.status, 200, await health.text())
+        const hello = await client('curl', ['-sS', '--max-time', '10', `http://${LAB.server4}:8080/`])
+        t.is(hello.code, 0, hello.stderr.toString())
+        t.is(hello.stdout.toString(), 'hello from the server\n')
+        const size = 12_000_000
+        const big = await client(
+          'curl',
+          ['-sS', '--max-time', '60', `http://${LAB.server4}:8080/bytes/${size}/9`],
+          70_000,
+        )
+        t.is(big.code, 0, big.stderr.toString())
+        t.is(sha256(big.stdout), sha256(deterministicBytes(size, 9)))
 
-      const start = Date.now()
-      const denied = await client(lab, 'curl', ['-sS', '--max-time', '10', `http://${LAB.server4}:8081/`])
-      const ms = Date.now() - start
-      t.not(denied.code, 0)
-      // A RST answering a SYN is what curl reports as "Couldn't connect" (ECONNREFUSED).
-      t.regex(denied.stderr.toString(), /Couldn't connect|reset|refused/i, 'curl saw a RST')
-      t.true(ms < 3000, `curl failed in ${ms} ms, not by timeout`)
+        const start = Date.now()
+        const denied = await client('curl', ['-sS', '--max-time', '10', `http://${LAB.server4}:8081/`])
+        const ms = Date.now() - start
+        t.not(denied.code, 0)
+        // A RST answering a SYN is what curl reports as "Couldn't connect" (ECONNREFUSED).
+        t.regex(denied.stderr.toString(), /Couldn't connect|reset|refused/i, 'curl saw a RST')
+        t.true(ms < 3000, `curl failed in ${ms} ms, not by timeout`)
 
-      const v6 = await client(
-        lab,
-        'curl',
-        ['-sS', '--max-time', '30', `http://[${LAB.server6}]:8080/bytes/2000000/4`],
-        40_000,
-      )
-      t.is(v6.code, 0, v6.stderr.toString())
-      t.is(sha256(v6.stdout), sha256(deterministicBytes(2_000_000, 4)))
+        const v6 = await client(
+          'curl',
+          ['-sS', '--max-time', '30', `http://[${LAB.server6}]:8080/bytes/2000000/4`],
+          40_000,
+        )
+        t.is(v6.code, 0, v6.stderr.toString())
+        t.is(sha256(v6.stdout), sha256(deterministicBytes(2_000_000, 4)))
 
-      const drops = await metric(a.url, 'flowgate_drops_total{reason="policy_deny"}')
-      t.is(drops.length, 1, 'the deny was counted')
-    })
+        t.is((await metric('flowgate_drops_total{reason="policy_deny"}')).length, 1, 'the deny was counted')
+      },
+    )
     t.is(report.violations, 0, JSON.stringify(report.samples))
   },
 )
 
 netTest('SNI allow and deny with real TLS clients, without terminating TLS', async (t) => {
-  const report = await withAppliance(t, async (lab, a, dir) => {
+  const report = await withAppliance(t, { policies: E2E_POLICIES }, async ({ client, metric, dir }) => {
     // The client namespace can read the certificate: namespaces share the file system.
     const curlTls = (name: string) =>
-      client(lab, 'curl', [
+      client('curl', [
         '-sS',
         '--max-time',
         '10',
@@ -216,22 +103,21 @@ netTest('SNI allow and deny with real TLS clients, without terminating TLS', asy
     t.not(no.code, 0)
     t.regex(no.stderr.toString(), /reset|SSL_ERROR_SYSCALL|connection/i)
     t.true(Date.now() - start < 3000, 'refused at once')
-    const s = await client(lab, 'sh', [
+    const s = await client('sh', [
       '-c',
       `echo Q | openssl s_client -connect ${LAB.server4}:8443 -servername allowed.example -CAfile ${join(dir, 'server.crt')} -verify_return_error`,
     ])
     t.is(s.code, 0, s.stderr.toString())
     t.regex(s.stdout.toString(), /Verify return code: 0/)
-    const peeks = await metric(a.url, 'flowgate_peeks_total{result="tls"}')
-    t.is(peeks.length, 1)
+    t.is((await metric('flowgate_peeks_total{result="tls"}')).length, 1)
   })
   t.is(report.violations, 0, JSON.stringify(report.samples))
 })
 
 netTest('the Form3 examples: UDP censor drops and rewrites, every 5th ICMP packet is dropped', async (t) => {
-  const report = await withAppliance(t, async (lab) => {
+  const report = await withAppliance(t, { policies: E2E_POLICIES }, async ({ client }) => {
     const udp = (text: string) =>
-      client(lab, 'sh', ['-c', `printf '%s' '${text}' | socat -t1 - UDP4:${LAB.server4}:3000`], 10_000)
+      client('sh', ['-c', `printf '%s' '${text}' | socat -t1 - UDP4:${LAB.server4}:3000`], 10_000)
     const plain = await udp('hello there')
     t.is(plain.stdout.toString(), 'hello there')
     const dropped = await udp('please drop me now')
@@ -239,7 +125,7 @@ netTest('the Form3 examples: UDP censor drops and rewrites, every 5th ICMP packe
     const rewritten = await udp('TypeScript is weakly typed')
     t.is(rewritten.stdout.toString(), 'TypeScript is strongly typed')
     // One ICMP flow, both directions counted: requests 3, 6, 9, … of 20 are lost (packets 5, 10, 15, …).
-    const ping = await client(lab, 'ping', ['-c', '20', '-i', '0.05', '-W', '1', LAB.server4], 20_000)
+    const ping = await client('ping', ['-c', '20', '-i', '0.05', '-W', '1', LAB.server4], 20_000)
     t.regex(ping.stdout.toString(), /20 packets transmitted, 14 received, 30% packet loss/)
   })
   t.is(report.violations, 0, JSON.stringify(report.samples))
@@ -248,28 +134,28 @@ netTest('the Form3 examples: UDP censor drops and rewrites, every 5th ICMP packe
 netTest('an invalid policy reload keeps the last good policy; SIGTERM drains, then exits 0', async (t) => {
   await withAppliance(
     t,
-    async (lab, a, dir) => {
+    { policies: E2E_POLICIES, applianceArgs: ['--drain-seconds', '3'] },
+    async ({ appliance: a, client, metric, dir }) => {
       const policies = join(dir, 'policies.yaml')
-      const before = await metric(a.url, 'flowgate_policy_info')
+      const before = await metric('flowgate_policy_info')
       writeFileSync(
         policies,
         `${E2E_POLICIES}---\napiVersion: flowgate.io/v1alpha1\nkind: FlowPolicy\nmetadata: {name: broken}\nspec: {mode: sometimes}\n`,
       )
       a.child.kill('SIGHUP')
       const deadline = Date.now() + 5000
-      while (!(await metric(a.url, 'flowgate_policy_reloads_total{result="rejected"}')).length) {
+      while (!(await metric('flowgate_policy_reloads_total{result="rejected"}')).length) {
         if (Date.now() > deadline) throw new Error('reload was not rejected')
         await new Promise((r) => setTimeout(r, 50))
       }
-      t.deepEqual(await metric(a.url, 'flowgate_policy_info'), before, 'the policy in force did not change')
+      t.deepEqual(await metric('flowgate_policy_info'), before, 'the policy in force did not change')
       t.regex(a.output(), /spec\.mode: \\"sometimes\\" is not one of Enforce, Audit/)
-      const denied = await client(lab, 'curl', ['-sS', '--max-time', '5', `http://${LAB.server4}:8081/`])
+      const denied = await client('curl', ['-sS', '--max-time', '5', `http://${LAB.server4}:8081/`])
       t.not(denied.code, 0, 'the old policy still denies')
 
       // A download in flight keeps going through the drain; health fails at once.
       const size = 8_000_000
       const download = client(
-        lab,
         'curl',
         ['-sS', '--limit-rate', '4M', '--max-time', '30', `http://${LAB.server4}:8080/bytes/${size}/2`],
         40_000,
@@ -288,6 +174,5 @@ netTest('an invalid policy reload keeps the last good policy; SIGTERM drains, th
       t.is(sha256(r.stdout), sha256(deterministicBytes(size, 2)))
       t.is(await exited, 0)
     },
-    { applianceArgs: ['--drain-seconds', '3'] },
   )
 })

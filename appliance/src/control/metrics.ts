@@ -27,6 +27,8 @@ export interface DataplaneStats {
   io(): { backend: string; rxPackets: number; txPackets: number; rxTruncated: number; txDropped: number }
   /** peek outcomes for flows held for their first bytes */
   peeks: { names: readonly string[]; counts: Float64Array }
+  /** authorizer webhook outcomes */
+  authorizations: { names: readonly string[]; counts: Float64Array }
 }
 
 export class ApplianceMetrics {
@@ -109,6 +111,16 @@ export class ApplianceMetrics {
       for (const [i, result] of s.peeks.names.entries())
         if (s.peeks.counts[i]) c.inc({ result }, s.peeks.counts[i]!)
     })
+    mirror(
+      'flowgate_authorizer_decisions_total',
+      'Authorizer webhook outcomes (allow, deny, cached, error, timeout)',
+      ['result'],
+      (c, s) => {
+        for (const [i, result] of s.authorizations.names.entries()) {
+          if (s.authorizations.counts[i]) c.inc({ result }, s.authorizations.counts[i]!)
+        }
+      },
+    )
     mirror('flowgate_flows_created_total', 'Flows created', [], (c, s) => c.inc(s.flows().created))
     mirror(
       'flowgate_flows_evicted_total',

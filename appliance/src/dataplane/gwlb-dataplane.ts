@@ -2,6 +2,8 @@
 // table, decision, packet rules), and back out the GWLB way (GWLB.md "Returning a packet"). Flows whose
 // decision needs their first bytes are held by PeekHolds and decided when the ClientHello or request line
 // shows; their held packets are then released or both sides are reset.
+
+import { formatAddress } from '../../../policy/src/cidr.ts'
 import type { Decision, FlowFacts } from '../../../policy/src/engine/index.ts'
 import { PolicyEngine } from '../../../policy/src/engine/index.ts'
 import type { DataplaneStats } from '../control/metrics.ts'
@@ -12,8 +14,9 @@ import { type PacketIO, type ReturnPath, type RxBatch, startPacketIO } from '../
 import { buildRstToReceiver, buildRstToSender } from '../wire/build.ts'
 import { MALFORMED_REASONS } from '../wire/counters.ts'
 import { IpProto, ParsedPacket, parsePacket } from '../wire/packet.ts'
+import { AUTHORIZER_RESULTS, type AuthorizeRequest, AuthorizerClient } from './authorizer.ts'
 import type { Dataplane, DataplaneContext, DataplaneFactory } from './dataplane.ts'
-import { type HoldOptions, type HoldStep, PEEK_RESULTS, PeekHolds } from './peek-hold.ts'
+import { type HeldPacket, type HoldOptions, type HoldStep, PEEK_RESULTS, PeekHolds } from './peek-hold.ts'
 
 export interface GwlbDataplaneOptions {
   io?: 'auto' | 'native' | 'dgram'
@@ -23,12 +26,25 @@ export interface GwlbDataplaneOptions {
   hold?: Partial<HoldOptions>
   /** how often idle flows and held flows are swept */
   sweepMs?: number
+  /** extra PEM roots trusted for authorizer webhooks */
+  authorizerCa?: string | Buffer
+  /** flows waiting for the authorizer at once; more are decided by the policy's onError */
+  maxAuthorizing?: number
 }
 
+interface Authorizing {
+  gen: number
+  packets: HeldPacket[]
+  bytes: number
+}
+
+const MAX_AUTHORIZING_BYTES_PER_FLOW = 64 * 1024
+
 /** Drops decided by this loop rather than the fast path (appended to the fast path's reasons). */
-export const LOOP_DROPS = ['l7_unavailable', 'held_reset'] as const
+export const LOOP_DROPS = ['l7_unavailable', 'held_reset', 'authorizer_overflow'] as const
 const L7_UNAVAILABLE = 0
 const HELD_RESET = 1
+const AUTHORIZER_OVERFLOW = 2
 
 const MAX_DATAGRAM = 65_535
 
@@ -40,6 +56,9 @@ export class GwlbDataplane implements Dataplane {
   readonly flows: FlowTable
   readonly fastpath: FastPath
   readonly holds: PeekHolds
+  readonly authorizer: AuthorizerClient
+  private readonly authorizing = new Map<number, Authorizing>()
+  private readonly maxAuthorizing: number
   private io: PacketIO | undefined
   private readonly ctx: DataplaneContext
   private readonly result = new FastPathResult()
@@ -64,6 +83,8 @@ export class GwlbDataplane implements Dataplane {
     const engine = ctx.store.current?.engine ?? new PolicyEngine([], 'Deny')
     this.fastpath = new FastPath({ flows: this.flows, engine })
     this.holds = new PeekHolds(o.hold)
+    this.authorizer = new AuthorizerClient(o.authorizerCa ? { ca: o.authorizerCa } : {})
+    this.maxAuthorizing = o.maxAuthorizing ?? 16_384
     ctx.store.onChange((next) => this.fastpath.setEngine(next.engine))
   }
 
@@ -103,6 +124,7 @@ export class GwlbDataplane implements Dataplane {
   async close(): Promise<void> {
     this.closed = true
     clearInterval(this.sweepTimer)
+    this.authorizer.close()
     await this.io?.close()
   }
 
@@ -137,7 +159,7 @@ export class GwlbDataplane implements Dataplane {
           this.onHold(batch, i, now)
           break
         case Outcome.divert:
-          this.onDivert(batch, i)
+          this.onDivert(batch, i, now)
           break
         default:
           this.onDrop(batch, i)
@@ -168,21 +190,127 @@ export class GwlbDataplane implements Dataplane {
   }
 
   /**
-   * Inspect and Authorize need the L7 path (user-space TCP, TLS, HTTP), which is not in this build: fail
-   * closed — reset TCP, drop the rest — and say so once in the log.
+   * Authorize asks the webhook (the flow's packets wait meanwhile). Inspect needs the L7 path (user-space
+   * TCP, TLS, HTTP), which is not in this build: fail closed — reset TCP, drop the rest — and say so once.
    */
-  private onDivert(batch: RxBatch, i: number): void {
+  private onDivert(batch: RxBatch, i: number, now: number): void {
+    const r = this.result
+    const p = this.fastpath.lastPacket
+    const d = r.decision
+    if (d?.action === 'Authorize' && d.entry?.policy.authorizer && r.flow >= 0) {
+      const packet = { bytes: Buffer.from(p.buf.subarray(0, p.ipEnd)), path: this.pathOf(batch, i) }
+      this.authorize(r.flow, this.flows.gen[r.flow]!, d, [packet], this.l4Facts(p, r.dir), {}, now)
+      return
+    }
+    this.failClosed(p, this.pathOf(batch, i))
+  }
+
+  private failClosed(p: ParsedPacket, path: ReturnPath): void {
     this.loopDrops[L7_UNAVAILABLE]!++
     if (!this.warnedL7) {
       this.warnedL7 = true
-      this.ctx.log.warn(
-        'a flow matched Inspect/Authorize, which this build cannot do yet; such flows are reset',
-      )
+      this.ctx.log.warn('a flow matched Inspect, which this build cannot do yet; such flows are reset')
     }
-    const p = this.fastpath.lastPacket
     if (p.protocol === IpProto.TCP) {
       const n = buildRstToSender(p, this.rst)
-      if (n > 0) this.io!.send(this.rst, 0, n, this.pathOf(batch, i))
+      if (n > 0) this.io!.send(this.rst, 0, n, path)
+    }
+  }
+
+  /** Holds the flow's packets while the authorizer decides; one call per flow, answers cached. */
+  private authorize(
+    flow: number,
+    gen: number,
+    d: Decision,
+    packets: HeldPacket[],
+    l4: FlowFacts & { srcPort?: number },
+    l7: { sni?: string | null | undefined; host?: string | null | undefined },
+    now: number,
+  ): void {
+    const waiting = this.authorizing.get(flow)
+    if (waiting && waiting.gen === gen) {
+      for (const pkt of packets) {
+        if (waiting.bytes + pkt.bytes.length > MAX_AUTHORIZING_BYTES_PER_FLOW) {
+          this.loopDrops[AUTHORIZER_OVERFLOW]!++
+          continue
+        }
+        waiting.packets.push(pkt)
+        waiting.bytes += pkt.bytes.length
+      }
+      return
+    }
+    const cfg = d.entry!.policy.authorizer!
+    if (this.authorizing.size >= this.maxAuthorizing) {
+      this.loopDrops[AUTHORIZER_OVERFLOW]!++
+      this.finishAuthorize(flow, gen, d, packets, cfg.onError === 'Allow', now)
+      return
+    }
+    this.authorizing.set(flow, {
+      gen,
+      packets: [...packets],
+      bytes: packets.reduce((n, p) => n + p.bytes.length, 0),
+    })
+    const proto =
+      l4.protocol === 6
+        ? 'TCP'
+        : l4.protocol === 17
+          ? 'UDP'
+          : l4.protocol === 1
+            ? 'ICMP'
+            : l4.protocol === 58
+              ? 'ICMPv6'
+              : l4.protocol
+    const request: AuthorizeRequest = {
+      endpoint: l4.endpoint,
+      protocol: proto,
+      source: { address: formatAddress(l4.src), port: l4.srcPort ?? 0 },
+      destination: { address: formatAddress(l4.dst), port: l4.dstPort },
+      policy: d.entry!.policy.name,
+      rule: d.entry!.rule?.name ?? null,
+    }
+    if (l7.sni !== undefined) request.sni = l7.sni
+    if (l7.host !== undefined) request.host = l7.host
+    void this.authorizer.authorize(cfg, request).then((answer) => {
+      const held = this.authorizing.get(flow)
+      this.authorizing.delete(flow)
+      if (!held || held.gen !== gen || this.closed) return
+      if (answer.via === 'on-error') {
+        this.ctx.log.warn(
+          { policy: request.policy, error: answer.error, allow: answer.allow },
+          'authorizer failed; onError applied',
+        )
+      }
+      this.finishAuthorize(flow, gen, d, held.packets, answer.allow, Date.now())
+    })
+  }
+
+  private finishAuthorize(
+    flow: number,
+    gen: number,
+    d: Decision,
+    packets: HeldPacket[],
+    allow: boolean,
+    now: number,
+  ): void {
+    if (!this.flows.isLive(flow) || this.flows.gen[flow] !== gen) return
+    this.fastpath.setDecision(flow, { ...d, kind: 'final', action: allow ? 'Allow' : 'Deny' })
+    if (allow) {
+      for (const pkt of packets) this.replay(pkt.bytes, pkt.path, now)
+      this.io?.flush()
+    } else {
+      this.loopDrops[HELD_RESET]! += packets.length
+      const last = packets.at(-1)
+      if (!last || !this.io) return
+      const p = this.reparsed
+      if (parsePacket(last.bytes, last.bytes.length, p) !== 0) return
+      const n = buildRstToSender(p, this.rst)
+      if (n > 0) this.io.send(this.rst, 0, n, last.path)
+      // A flow decided after its first bytes (SNI) is established: reset the server too.
+      if (p.payloadLen > 0) {
+        const m = buildRstToReceiver(p, this.rst)
+        if (m > 0) this.io.send(this.rst, 0, m, last.path)
+      }
+      this.io.flush()
     }
   }
 
@@ -211,7 +339,7 @@ export class GwlbDataplane implements Dataplane {
     if (step.kind === 'decide') this.resolve(step)
   }
 
-  private l4Facts(p: ParsedPacket, dir: 0 | 1): FlowFacts {
+  private l4Facts(p: ParsedPacket, dir: 0 | 1): FlowFacts & { srcPort: number } {
     const fromClient = dir === this.clientDir()
     return {
       endpoint: p.endpointId(),
@@ -220,6 +348,7 @@ export class GwlbDataplane implements Dataplane {
       dst: Uint8Array.from(fromClient ? p.dst() : p.src()),
       protocol: p.protocol,
       dstPort: fromClient ? p.dstPort : p.srcPort,
+      srcPort: fromClient ? p.srcPort : p.dstPort,
     }
   }
 
@@ -241,8 +370,13 @@ export class GwlbDataplane implements Dataplane {
       // Still needs the HTTP request of a TLS flow: only interception can tell.
       d = { ...d, kind: 'final', action: 'Inspect' }
     }
-    this.fastpath.setDecision(h.flow, d)
     const now = Date.now()
+    if (d.action === 'Authorize' && d.entry?.policy.authorizer) {
+      this.fastpath.setDecision(h.flow, d)
+      this.authorize(h.flow, h.gen, d, h.packets, h.l4, step.facts, now)
+      return
+    }
+    this.fastpath.setDecision(h.flow, d)
     if (d.action === 'Deny' || d.action === 'Reject') {
       this.resetBoth(h.packets.at(-1))
       this.loopDrops[HELD_RESET]! += h.packets.length
@@ -260,8 +394,14 @@ export class GwlbDataplane implements Dataplane {
     if (r.outcome === Outcome.pass || r.outcome === Outcome.rewrite || r.outcome === Outcome.reject) {
       this.io?.send(r.out, 0, r.outLen, path)
     } else if (r.outcome === Outcome.divert) {
-      this.loopDrops[L7_UNAVAILABLE]!++
-      this.resetBoth({ bytes, path })
+      const d = r.decision
+      if (d?.action === 'Authorize' && d.entry?.policy.authorizer && r.flow >= 0) {
+        const p = this.fastpath.lastPacket
+        this.authorize(r.flow, this.flows.gen[r.flow]!, d, [{ bytes, path }], this.l4Facts(p, r.dir), {}, now)
+      } else {
+        this.loopDrops[L7_UNAVAILABLE]!++
+        this.resetBoth({ bytes, path })
+      }
     }
   }
 
@@ -321,6 +461,7 @@ export class GwlbDataplane implements Dataplane {
         }
       },
       peeks: { names: PEEK_RESULTS, counts: this.holds.results },
+      authorizations: { names: AUTHORIZER_RESULTS, counts: this.authorizer.counts },
     }
   }
 }
