@@ -157,7 +157,8 @@ test('kms: a KMS that does not answer times out and is retried; then FG_ERR_CA_K
   await using k = await kms()
   const { keyId } = k.srv.createKey()
   k.srv.hang(1, ['GetPublicKey'])
-  // No client given: the signer builds its own, with its request timeout (shortened here).
+  // No client given: the signer builds its own, with its request timeout (shortened here, yet long
+  // enough for the retry to succeed on a loaded machine).
   const open = (timeoutMs: number) =>
     KmsSigner.open({
       keyId,
@@ -170,8 +171,8 @@ test('kms: a KMS that does not answer times out and is retried; then FG_ERR_CA_K
       },
     })
   const t0 = Date.now()
-  const signer = await open(300)
-  t.true(Date.now() - t0 >= 300, 'waited for the timeout once')
+  const signer = await open(1500)
+  t.true(Date.now() - t0 >= 1500, 'waited for the timeout once')
   t.deepEqual(
     k.srv.calls.map((c) => `${c.operation} ${c.status}`),
     ['GetPublicKey 0', 'GetPublicKey 200'],
@@ -224,4 +225,24 @@ test('kms: opened by alias, the signer keeps signing with the key the alias name
     },
   )
   t.is(err?.code, 'FG_ERR_CA_KEY_MISMATCH')
+})
+
+test('kms: requests are SigV4-checked like KMS does: wrong region or secret is refused', async (t) => {
+  await using k = await kms()
+  const { keyId } = k.srv.createKey()
+  const cases = [
+    [{ region: 'eu-west-1' }, /InvalidSignatureException.*scoped/],
+    [
+      { credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'wrong' } },
+      /InvalidSignatureException.*does not match/,
+    ],
+    [{ credentials: { accessKeyId: 'AKIDOTHER', secretAccessKey: 'x' } }, /UnrecognizedClientException/],
+  ] as const
+  for (const [override, message] of cases) {
+    const client = new KMSClient({ ...k.srv.clientConfig(), ...override, maxAttempts: 1 })
+    const err = await t.throwsAsync(KmsSigner.open({ client, keyId }), { instanceOf: CaError })
+    t.is(err?.code, 'FG_ERR_CA_KMS')
+    t.regex(err?.message ?? '', message)
+    client.destroy()
+  }
 })

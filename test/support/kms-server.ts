@@ -9,7 +9,8 @@
 // signature with node:crypto, so a slip here fails the tests rather than hiding.
 //
 // Errors use AWS's JSON error shape (`{"__type": …, "message": …}` plus `x-amzn-ErrorType`) with KMS's
-// statuses: NotFoundException, KMSInvalidStateException, DisabledException, ValidationException,
+// statuses: InvalidSignatureException / UnrecognizedClientException (SigV4 is checked), NotFoundException,
+// KMSInvalidStateException, DisabledException, ValidationException,
 // InvalidKeyUsageException, UnsupportedOperationException (400), ThrottlingException (400, which the SDK
 // classes as throttling and retries), KMSInternalException (500).
 import crypto, { type KeyObject } from 'node:crypto'
@@ -120,6 +121,80 @@ export function signP256Digest(privateKey: KeyObject, digest: Uint8Array): Buffe
     )
     return Buffer.from(der as ArrayBuffer)
   }
+}
+
+const CREDENTIALS: Record<string, string> = { AKIDTEST: 'test-secret' }
+const hmac = (key: crypto.BinaryLike, data: string) => crypto.createHmac('sha256', key).update(data).digest()
+const sha256hex = (data: crypto.BinaryLike) => crypto.createHash('sha256').update(data).digest('hex')
+
+/**
+ * Check the request's AWS Signature Version 4 as KMS does (AWS General Reference, "Create a signed AWS API
+ * request"): credential scope <date>/us-east-1/kms/aws4_request, then the canonical request over the signed
+ * headers and the payload hash, the string to sign, the derived key, and the signature.
+ */
+function verifySigV4(req: http.IncomingMessage, payload: Buffer): void {
+  const auth = String(req.headers.authorization ?? '')
+  const m =
+    /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(
+      auth,
+    )
+  if (!m) throw new AwsError(400, 'MissingAuthenticationTokenException', 'Missing Authentication Token')
+  const [, accessKey, date, region, service, signedHeaders, signature] = m as unknown as string[]
+  const secret = CREDENTIALS[accessKey as string]
+  if (!secret)
+    throw new AwsError(
+      400,
+      'UnrecognizedClientException',
+      'The security token included in the request is invalid.',
+    )
+  if (region !== REGION || service !== 'kms')
+    throw new AwsError(
+      400,
+      'InvalidSignatureException',
+      `Credential should be scoped to a valid region and service (${region}/${service}).`,
+    )
+  const amzDate = String(req.headers['x-amz-date'] ?? '')
+  if (!amzDate.startsWith(date as string))
+    throw new AwsError(
+      400,
+      'InvalidSignatureException',
+      'Date in Credential scope does not match X-Amz-Date.',
+    )
+  const names = (signedHeaders as string).split(';')
+  if (!names.includes('host') || !names.includes('x-amz-date'))
+    throw new AwsError(400, 'InvalidSignatureException', 'host and x-amz-date must be signed.')
+  const canonicalHeaders = names
+    .map(
+      (h) =>
+        `${h}:${String(req.headers[h] ?? '')
+          .trim()
+          .replace(/\s+/g, ' ')}\n`,
+    )
+    .join('')
+  const [path, query = ''] = (req.url ?? '/').split('?')
+  const canonicalQuery = query.split('&').filter(Boolean).sort().join('&')
+  const payloadHash = String(req.headers['x-amz-content-sha256'] ?? sha256hex(payload))
+  const canonicalRequest = [
+    req.method,
+    path,
+    canonicalQuery,
+    canonicalHeaders,
+    signedHeaders,
+    payloadHash,
+  ].join('\n')
+  const scope = `${date}/${region}/${service}/aws4_request`
+  const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256hex(canonicalRequest)].join('\n')
+  const key = hmac(
+    hmac(hmac(hmac(`AWS4${secret}`, date as string), region as string), service as string),
+    'aws4_request',
+  )
+  const expected = hmac(key, stringToSign)
+  if (!crypto.timingSafeEqual(expected, Buffer.from(signature as string, 'hex')))
+    throw new AwsError(
+      400,
+      'InvalidSignatureException',
+      'The request signature we calculated does not match the signature you provided.',
+    )
 }
 
 class AwsError extends Error {
@@ -265,9 +340,8 @@ export class KmsServer {
         throw new AwsError(404, 'UnknownOperationException', 'POST / only')
       if (!String(req.headers['content-type']).startsWith('application/x-amz-json-1.1'))
         throw new AwsError(400, 'SerializationException', 'expected application/x-amz-json-1.1')
-      // The SDK signs every request (SigV4); a request without it would be refused by the real service.
-      if (!String(req.headers.authorization ?? '').startsWith('AWS4-HMAC-SHA256 Credential=AKIDTEST/'))
-        throw new AwsError(400, 'MissingAuthenticationTokenException', 'Missing Authentication Token')
+      // The SDK signs every request (SigV4); KMS refuses unsigned, mis-scoped or mis-signed ones.
+      verifySigV4(req, Buffer.concat(chunks))
       body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<string, unknown>
       call.keyId = typeof body.KeyId === 'string' ? body.KeyId : undefined
       const fault = this.#faults.find(
