@@ -419,3 +419,23 @@ test('ICMP errors about a known flow follow that flow’s verdict (RELATED), not
   // an echo request is not an error: ICMP policy applies
   t.is(send({ src: '10.0.0.1', dst: '203.0.113.9', proto: 1, icmpType: 8 }).reason, 'policy_deny')
 })
+
+test('a SYN on a reset or closed flow starts a new flow with a new decision', (t) => {
+  const { fp, send, flows } = setup(
+    [doc('sni', { priority: 1, rules: [{ name: 'a', when: { sni: ['a.example'] }, action: 'Allow' }] })],
+    'Deny',
+  )
+  const syn = tcp4({ dport: 443, flags: 0x02 })
+  const first = send(syn)
+  const p = fp.lastPacket
+  fp.setDecision(first.r.flow, fp.redecide(first.r.flow, { sni: 'a.example' }))
+  t.is(send(tcp4({ dport: 443, flags: 0x18, payload: Buffer.from('x') })).name, 'pass')
+  t.is(send(syn).r.newFlow, false, 'a retransmitted SYN on a live flow is the same flow')
+  send(tcp4({ dport: 443, flags: 0x14 }))
+  const again = send(syn)
+  t.true(again.r.newFlow)
+  t.is(again.r.decision?.kind, 'pending')
+  t.is(send(tcp4({ dport: 443, flags: 0x18, payload: Buffer.from('x') })).name, 'hold')
+  t.is(flows.size, 1)
+  t.truthy(p)
+})

@@ -205,3 +205,35 @@ test('entry generation changes on reuse', (t) => {
   t.is(j, i)
   t.not(ft.gen[j], g)
 })
+
+test('IPv6 fragments are matched on (src, dst, id) even when the next header differs', async (t) => {
+  const { FragmentCache } = await import('../../appliance/src/flow/fragments.ts')
+  const fc = new FragmentCache(64)
+  const frag = (off: number, m: boolean) => {
+    const body = Buffer.alloc(8)
+    body.writeUInt16BE(off | (m ? 1 : 0), 2)
+    body.writeUInt32BE(77, 4)
+    return { type: 44, body }
+  }
+  const first = pkt({
+    src: 'fd00::1',
+    dst: 'fd00::2',
+    proto: 17,
+    sport: 1,
+    dport: 2,
+    ext: [frag(0, true), { type: 60, body: Buffer.from([0, 0, 1, 4, 0, 0, 0, 0]) }],
+  })
+  t.is(first.protocol, 17)
+  fc.remember(first, 5, 9, 0)
+  const later = pkt({
+    src: 'fd00::1',
+    dst: 'fd00::2',
+    proto: 17,
+    fragOffset: 64,
+    ext: [frag(64, false)],
+    payload: Buffer.alloc(8),
+  })
+  t.is(fc.lookup(later, 10), 5)
+  t.is(fc.lookupGen, 9)
+  t.is(fc.lookup(later, 70_000), -1, 'expired after 60 s')
+})

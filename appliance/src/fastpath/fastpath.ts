@@ -24,7 +24,7 @@
 
 import type { Decision, Entry, FlowFacts } from '../../../policy/src/engine/index.ts'
 import { FragmentCache } from '../flow/fragments.ts'
-import type { FlowTable } from '../flow/table.ts'
+import { FlowClass, type FlowTable } from '../flow/table.ts'
 import { buildRstToSender, buildUnreachable } from '../wire/build.ts'
 import { adjust, sum16, update16 } from '../wire/checksum.ts'
 import { MalformedCounters } from '../wire/counters.ts'
@@ -234,6 +234,17 @@ export class FastPath {
     }
     flows.stagePacket(p)
     let i = flows.find()
+    // A SYN on a flow that was reset or closed is a new connection on a reused 5-tuple: decide it afresh
+    // (its first bytes may differ; keeping the old decision would let an SNI decision carry over).
+    if (
+      i >= 0 &&
+      (p.tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) === TcpFlag.SYN &&
+      p.protocol === IpProto.TCP &&
+      flows.flowClass(i) === FlowClass.closing
+    ) {
+      flows.remove(i)
+      i = -1
+    }
     if (i < 0) {
       // A SYN-ACK as first packet (flow picked up mid-handshake) belongs to a flow opened the other way.
       const reversed =

@@ -30,7 +30,9 @@ export class FragmentCache {
   private hash(p: ParsedPacket): number {
     const b = p.buf
     const n = p.family === 4 ? 4 : 16
-    let h = 0x811c9dc5 ^ p.protocol
+    // RFC 791 §3.2: an IPv4 datagram is identified by (src, dst, protocol, id). RFC 8200 §4.5: an IPv6 one
+    // by (src, dst, id) — and the next header seen after the Fragment header may differ between fragments.
+    let h = 0x811c9dc5 ^ (p.family === 4 ? p.protocol : 0)
     for (let k = 0; k < 8; k++) h = Math.imul(h ^ b[p.endpointOff + k]!, 0x01000193)
     for (let k = 0; k < n; k++) h = Math.imul(h ^ b[p.srcOff + k]!, 0x01000193)
     for (let k = 0; k < n; k++) h = Math.imul(h ^ b[p.dstOff + k]!, 0x01000193)

@@ -92,7 +92,6 @@ export class ParsedPacket implements GeneveFields {
 /** Parses b[0, len) into p. Returns 0 or a MalformedReason code; p is only meaningful after 0. */
 export function parsePacket(b: Buffer, len: number, p: ParsedPacket): number {
   p.buf = b
-  p.len = len
   p.hasL4 = false
   p.srcPort = 0
   p.dstPort = 0
@@ -105,6 +104,7 @@ export function parsePacket(b: Buffer, len: number, p: ParsedPacket): number {
   p.payloadLen = 0
   p.fragHeaderOff = -1
   const n = len > b.length ? b.length : len
+  p.len = n
   let r = parseGeneve(b, n, p)
   if (r !== 0) return r
   const ipOff = p.geneveLen
