@@ -374,7 +374,10 @@ test('truncation at every offset of valid packets: an error or a shorter valid p
   t.true(errors > 0)
 })
 
-test('a len larger than the buffer is clamped, not read past', (t) => {
+test('a len larger than the buffer is clamped, not read past; nonsense lengths are truncations', (t) => {
   const d = datagram(udp4())
   t.is(parse(d, d.length + 100), 'ok')
+  t.is(parse(d, -1), 'geneve_truncated')
+  t.is(parse(d, Number.NaN), 'geneve_truncated')
+  t.is(parse(Buffer.alloc(0), 100), 'geneve_truncated')
 })

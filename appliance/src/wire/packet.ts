@@ -103,7 +103,10 @@ export function parsePacket(b: Buffer, len: number, p: ParsedPacket): number {
   p.payloadOff = 0
   p.payloadLen = 0
   p.fragHeaderOff = -1
-  const n = len > b.length ? b.length : len
+  // Total even for a nonsensical length (negative, NaN, beyond the buffer).
+  let n = len | 0
+  if (n > b.length) n = b.length
+  if (n < 0) n = 0
   p.len = n
   let r = parseGeneve(b, n, p)
   if (r !== 0) return r
