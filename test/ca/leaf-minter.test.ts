@@ -141,6 +141,12 @@ test('a cached leaf near its end is minted anew; an expired intermediate mints n
   const second = await m.get('r.example.test')
   t.not(second, first, '5 h left: renewed')
   t.is(m.stats.mints, 2)
+  // Near the intermediate's end a leaf cannot outlast it: served from the cache, not re-minted each time.
+  c.advance(DAY + 4 * HOUR) // 3 h left on the intermediate
+  const capped = await m.get('r.example.test')
+  t.is(capped.notAfter, inter.notAfter)
+  t.is(await m.get('r.example.test'), capped)
+  t.is(m.stats.mints, 3)
   c.advance(2 * DAY)
   const err = await t.throwsAsync(m.get('x.example.test'), { instanceOf: CaError })
   t.is(err?.code, 'FG_ERR_CA_ROOT')
@@ -297,4 +303,37 @@ test('a mint under way when the intermediate changes finishes under the old one 
   t.is(m.size, 0, 'but not kept')
   const fresh = await m.get('race.example.test')
   t.true(new crypto.X509Certificate(fresh.certPem).verify(two.node.publicKey))
+})
+
+test('never more mints at once than the cap, even as requests arrive while a slot is handed over', async (t) => {
+  const inter = await createIntermediate(signer, root)
+  let signing = 0
+  let most = 0
+  // Count the intermediate's signatures in flight: one per mint, at the heart of it.
+  const watched: CaSigner = {
+    ...inter.signer,
+    algorithm: inter.signer.algorithm,
+    publicKey: inter.signer.publicKey,
+    spki: () => inter.signer.spki(),
+    describe: () => inter.signer.describe(),
+    async sign(data) {
+      signing++
+      most = Math.max(most, signing)
+      try {
+        await new Promise((r) => setTimeout(r, 5))
+        return await inter.signer.sign(data)
+      } finally {
+        signing--
+      }
+    },
+  }
+  const m = new LeafMinter({ ...inter, signer: watched }, { concurrency: 2 })
+  await Promise.all(
+    Array.from({ length: 12 }, async (_, i) => {
+      await new Promise((r) => setTimeout(r, i % 4))
+      await m.get(`q${i}.cap.test`)
+    }),
+  )
+  t.is(m.stats.mints, 12)
+  t.is(most, 2)
 })

@@ -132,6 +132,7 @@ export class LeafMinter {
   #active = 0
   readonly #waiting: (() => void)[] = []
   #issuer: Promise<Issuer>
+  #current: IntermediateCa
   #generation = 0
 
   constructor(intermediate: IntermediateCa, o: LeafMinterOptions = {}) {
@@ -155,6 +156,7 @@ export class LeafMinter {
     if (!(this.#validity > 0) || !(this.#backdate >= 0) || !(this.#renewBefore >= 0)) {
       throw new CaError(CaErrorCodes.config, 'leaf validity must be > 0, back-dating and renewal ≥ 0')
     }
+    this.#current = intermediate
     this.#issuer = this.#prepare(intermediate)
   }
 
@@ -173,6 +175,7 @@ export class LeafMinter {
    * one, so they are dropped; mints under way finish under the old one and are not cached.
    */
   setIntermediate(next: IntermediateCa): void {
+    this.#current = next
     this.#issuer = this.#prepare(next)
     this.#cache.clear()
   }
@@ -188,7 +191,9 @@ export class LeafMinter {
     const { host, kind } = name
     const cached = this.#cache.get(host)
     if (cached) {
-      if (cached.notAfter - this.#now() > this.#renewBefore) {
+      // Fresh enough, or as fresh as the current intermediate allows (while its renewal is overdue, e.g.
+      // KMS down, re-minting on every request would buy nothing).
+      if (cached.notAfter - this.#now() > this.#renewBefore || cached.notAfter >= this.#current.notAfter) {
         this.#cache.delete(host) // re-insert: most recently used goes last
         this.#cache.set(host, cached)
         this.stats.hits++
@@ -268,14 +273,17 @@ export class LeafMinter {
           `${this.#waiting.length} leaf mints already waiting; refusing ${host}`,
         )
       }
+      // The finishing mint hands its slot straight to us (no decrement/increment gap a newcomer could use).
       await new Promise<void>((r) => this.#waiting.push(r))
+    } else {
+      this.#active++
     }
-    this.#active++
     try {
       return await this.#mintNow(host, kind, t0)
     } finally {
-      this.#active--
-      this.#waiting.shift()?.()
+      const next = this.#waiting.shift()
+      if (next) next()
+      else this.#active--
     }
   }
 
