@@ -50,3 +50,15 @@ export function nodeHttpRequest(path: string, headers: Record<string, string> = 
     r.end('body')
   })
 }
+
+export function hasCurl(): boolean {
+  return spawnSync('curl', ['--version']).status === 0
+}
+
+/** The request curl sends (plain HTTP, or its ClientHello with https). */
+export function curlFirstBytes(url: (port: number) => string, args: string[] = []): Promise<Buffer> {
+  return captureFirstBytes((port) => {
+    const c = spawn('curl', ['-s', '-k', '--max-time', '1', ...args, url(port)], { stdio: 'ignore' })
+    setTimeout(() => c.kill(), 600)
+  }, 500)
+}

@@ -1,7 +1,7 @@
 import test from 'ava'
 import { HttpRequestInfo, peekHttpRequest } from '../../appliance/src/peek/http.ts'
 import { Peek } from '../../appliance/src/peek/status.ts'
-import { nodeHttpRequest } from './capture.ts'
+import { curlFirstBytes, hasCurl, nodeHttpRequest } from './capture.ts'
 
 const info = new HttpRequestInfo()
 const peek = (s: string | Buffer, max?: number) => {
@@ -92,4 +92,22 @@ test('size bound: a head that does not end within maxBytes is malformed', (t) =>
   t.is(peek(s, 1000), Peek.needMore)
   t.is(peek(`GET /${'a'.repeat(200)}`, 100), Peek.malformed)
   t.is(peek(`FOO /${'a'.repeat(200)}`, 100), Peek.notMatched)
+})
+
+test('curl’s request, with a Host that differs from the connection address', async (t) => {
+  if (!hasCurl()) {
+    t.log('curl not installed: skipped')
+    t.pass()
+    return
+  }
+  const b = await curlFirstBytes(
+    (port) => `http://127.0.0.1:${port}/v1/items?id=3`,
+    ['-H', 'Host: api.example.com', '-H', 'X-Tenant: blue'],
+  )
+  t.is(peek(b), Peek.complete)
+  t.is(info.method, 'GET')
+  t.is(info.path, '/v1/items')
+  t.is(info.host, 'api.example.com')
+  t.deepEqual(info.headers.get('x-tenant'), ['blue'])
+  t.true(info.headers.get('user-agent')?.[0]?.startsWith('curl/'))
 })

@@ -1,7 +1,7 @@
 import test from 'ava'
 import { Peek } from '../../appliance/src/peek/status.ts'
 import { ClientHelloInfo, peekClientHello } from '../../appliance/src/peek/tls.ts'
-import { hasOpenssl, nodeClientHello, opensslClientHello } from './capture.ts'
+import { curlFirstBytes, hasCurl, hasOpenssl, nodeClientHello, opensslClientHello } from './capture.ts'
 
 const info = new ClientHelloInfo()
 const peek = (b: Uint8Array) => peekClientHello(b, 0, b.length, info)
@@ -204,4 +204,19 @@ test('unknown name types are skipped; the host_name is taken', (t) => {
   const ext = Buffer.concat([Buffer.from([0, entries.length]), entries])
   t.is(peek(hello([[0, ext]])), Peek.complete)
   t.is(info.sni, 'x.y')
+})
+
+test('curl’s ClientHello carries the URL host as SNI and offers h2 and http/1.1', async (t) => {
+  if (!hasCurl()) {
+    t.log('curl not installed: skipped')
+    t.pass()
+    return
+  }
+  const b = await curlFirstBytes(
+    (port) => `https://curl.example:${port}/`,
+    ['--resolve', 'curl.example:0:127.0.0.1', '--connect-to', '::127.0.0.1:'],
+  )
+  t.is(peek(b), Peek.complete)
+  t.is(info.sni, 'curl.example')
+  t.true(info.alpn.includes('http/1.1'))
 })
