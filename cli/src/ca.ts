@@ -99,6 +99,12 @@ async function init(args: string[]): Promise<number> {
   } catch (e) {
     const code = e instanceof CaError ? e.code : 'FG_ERR_CA'
     console.error(`flowgate ca init: ${code}: ${(e as Error).message}`)
+    if (code === 'FG_ERR_CA_KEY_LOAD' && values.key) {
+      console.error(
+        'A local CA key is an unencrypted P-256 PEM, e.g.: ' +
+          'openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key (keep it out of images and repos)',
+      )
+    }
     return 1
   } finally {
     if (signer instanceof KmsSigner) signer.close()

@@ -132,6 +132,13 @@ test.serial('ca init refuses a KMS key that cannot be the CA, with its code', as
   await t.throwsAsync(stat(out), undefined, 'nothing written')
 })
 
+test.serial('ca init with a missing key file says how to make one', async (t) => {
+  const r = await ca('init', '--key', join(dir, 'missing.key'), '--out', join(dir, 'never.pem'))
+  t.is(r.code, 1)
+  t.regex(r.stderr, /FG_ERR_CA_KEY_LOAD/)
+  t.regex(r.stderr, /openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256/)
+})
+
 test.serial('ca: usage mistakes exit 2', async (t) => {
   t.is((await ca('init', '--out', join(dir, 'x.pem'))).code, 2)
   t.is((await ca('init', '--key', 'k', '--kms-key-id', 'id', '--out', join(dir, 'x.pem'))).code, 2)
