@@ -25,7 +25,7 @@ export interface IssueParams {
   extensions: Extension[]
 }
 
-/** A WebCrypto provider that can do exactly two things: random serial numbers and signing via `signer`. */
+/** A WebCrypto provider for the library: random serial numbers, digests, and signing through `signer`. */
 function signerCrypto(signer: CaSigner): webcrypto.Crypto {
   const subtle = {
     async sign(_alg: unknown, _key: unknown, data: webcrypto.BufferSource): Promise<ArrayBuffer> {
