@@ -10,7 +10,9 @@ import { Outcome } from '../../appliance/src/fastpath/counters.ts'
 import { FastPath, FastPathResult } from '../../appliance/src/fastpath/fastpath.ts'
 import { FlowTable } from '../../appliance/src/flow/table.ts'
 import { HttpRequestInfo, peekHttpRequest } from '../../appliance/src/peek/http.ts'
+import { StreamPrefix } from '../../appliance/src/peek/stream.ts'
 import { ClientHelloInfo, peekClientHello } from '../../appliance/src/peek/tls.ts'
+import { buildRstToReceiver } from '../../appliance/src/wire/build.ts'
 import { ParsedPacket, parsePacket } from '../../appliance/src/wire/packet.ts'
 import { compile } from '../../policy/src/bundle.ts'
 import { PolicyEngine } from '../../policy/src/engine/index.ts'
@@ -233,6 +235,8 @@ export function runFuzz(o: FuzzOptions): FuzzStats {
   const q = new ParsedPacket()
   const hello = new ClientHelloInfo()
   const req = new HttpRequestInfo()
+  const rst = Buffer.alloc(4096)
+  const stream = new StreamPrefix(4096)
   const a = Buffer.alloc(16_384)
   const b = Buffer.alloc(16_384)
   const share = Math.floor((o.packetShare ?? 0.7) * 1000)
@@ -296,6 +300,11 @@ export function runFuzz(o: FuzzOptions): FuzzStats {
           const c2 = parsePacket(out as Buffer, res.outLen, q)
           if (c2 !== 0) throw new Error(`emitted datagram does not parse: reason ${c2}`)
         }
+        // The withheld-segment RST (SNI deny) must also build a well-formed datagram from any valid segment.
+        if (code === 0 && p.protocol === 6 && r.below(8) === 0) {
+          const n = buildRstToReceiver(p, rst)
+          if (n > 0 && parsePacket(rst, n, q) !== 0) throw new Error('RST to receiver does not parse')
+        }
         if (r.below(64) === 0) flows.sweep(now, 256)
       } else {
         st.streamInputs++
@@ -304,6 +313,23 @@ export function runFuzz(o: FuzzOptions): FuzzStats {
         peekClientHello(input, 0, cut, hello)
         st.peekStatus[peekHttpRequest(input, 0, len, req)]!++
         peekHttpRequest(input, 0, cut, req, 1 + r.below(4096))
+        if (r.below(4) === 0) {
+          // Rebuild the stream from shuffled, overlapping segments; the contiguous prefix must be the input's.
+          stream.reset()
+          const isn = r.u32()
+          stream.setStart(isn)
+          for (let k = 0; k < 6; k++) {
+            const o = r.below(len + 1)
+            const n = r.below(len - o + 1)
+            stream.add((isn + o) >>> 0, input, o, n)
+          }
+          stream.add(isn, input, 0, len)
+          const c = stream.contiguous
+          if (c !== Math.min(len, stream.max)) throw new Error(`stream prefix ${c} of ${len}`)
+          for (let k = 0; k < c; k++)
+            if (stream.bytes[k] !== input[k]) throw new Error('stream prefix differs')
+          peekClientHello(stream.bytes, 0, c, hello)
+        }
       }
     } catch (e) {
       if (st.failures.length < maxFailures) {
