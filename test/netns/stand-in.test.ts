@@ -7,6 +7,12 @@ import { deterministicBytes, sha256 } from '../support/netns/http-server.ts'
 import { privilegedTest } from '../support/netns/privileges.ts'
 import { withLab } from './support.ts'
 
+/** Replies ping counted. With -c N -w D it sends until N replies came back (so on a slow machine it sends,
+ * and receives, more than N, and may exit with one in flight): ≥ N received is success, not 0% loss. */
+function received(out: string): number {
+  return Number(/(\d+) received/.exec(out)?.[1] ?? -1)
+}
+
 const netTest = privilegedTest(['root', 'tun', 'ip', 'addon', 'peers'])
 
 for (const backend of ['native', 'dgram'] as const) {
@@ -41,10 +47,10 @@ for (const backend of ['native', 'dgram'] as const) {
       // twice the largest round trip so far, which a loaded machine produces).
       const p4 = await client('ping', ['-c', '5', '-i', '0.05', '-w', '10', LAB.server4], 15_000)
       t.is(p4.code, 0, p4.stdout.toString())
-      t.regex(p4.stdout.toString(), / 0% packet loss/)
+      t.true(received(p4.stdout.toString()) >= 5, p4.stdout.toString())
       const p6 = await client('ping', ['-6', '-c', '5', '-i', '0.05', '-w', '10', LAB.server6], 15_000)
       t.is(p6.code, 0, p6.stdout.toString())
-      t.regex(p6.stdout.toString(), / 0% packet loss/)
+      t.true(received(p6.stdout.toString()) >= 5, p6.stdout.toString())
     })
     t.is(report.violations, 0, JSON.stringify(report.samples))
   })

@@ -35,6 +35,13 @@ export async function withLab(
       lab.ns.spawn(lab.server, process.execPath, [HTTP, '8080'], /listening/),
       lab.ns.spawn(lab.server, 'socat', ['-T', '5', 'UDP6-LISTEN:9000,fork,reuseaddr', 'PIPE']),
     ])
+    // socat prints nothing when ready: wait until its UDP socket is bound, or the first datagram would meet
+    // ICMP port-unreachable (seen on a loaded machine).
+    for (let k = 0; k < 100; k++) {
+      const ss = await lab.ns.exec(lab.server, 'ss', ['-Hlun', 'sport = :9000'], 5_000)
+      if (ss.stdout.toString().trim()) break
+      await new Promise((r) => setTimeout(r, 50))
+    }
     await fn({ lab, client: (cmd, args, ms) => lab.ns.exec(lab.client, cmd, args, ms) })
     const report = lab.report()
     t.log(`stand-in: ${JSON.stringify({ ...report, samples: report.samples.slice(0, 3) })}`)
