@@ -439,3 +439,29 @@ test('a SYN on a reset or closed flow starts a new flow with a new decision', (t
   t.is(flows.size, 1)
   t.truthy(p)
 })
+
+test('replace in ICMP and ICMPv6 echo payloads keeps their checksums valid', (t) => {
+  const { send } = setup([
+    doc('p', {
+      priority: 1,
+      rules: [
+        {
+          name: 'r',
+          when: { protocols: ['ICMP', 'ICMPv6'] },
+          action: 'Allow',
+          packet: { replace: [{ from: 'ping', to: 'PONG!' }] },
+        },
+      ],
+    }),
+  ])
+  for (const i of [
+    { src: '10.0.0.1', dst: '10.0.0.2', proto: 1, icmpType: 8, payload: Buffer.from('ping ping ping') },
+    { src: 'fd00::1', dst: 'fd00::2', proto: 58, icmpType: 128, payload: Buffer.from('ping ping ping') },
+  ]) {
+    const { r, name } = send(i)
+    t.is(name, 'rewrite')
+    const q = reparse(r)
+    t.is(r.out.toString('latin1', q.payloadOff, q.payloadOff + q.payloadLen), 'PONG! PONG! PONG!')
+    t.true(l4ChecksumOk(q))
+  }
+})
