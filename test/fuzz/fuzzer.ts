@@ -13,7 +13,7 @@ import { HttpRequestInfo, peekHttpRequest } from '../../appliance/src/peek/http.
 import { StreamPrefix } from '../../appliance/src/peek/stream.ts'
 import { ClientHelloInfo, peekClientHello } from '../../appliance/src/peek/tls.ts'
 import { buildRstToReceiver } from '../../appliance/src/wire/build.ts'
-import { ParsedPacket, parsePacket } from '../../appliance/src/wire/packet.ts'
+import { l4ChecksumOk, ParsedPacket, parsePacket } from '../../appliance/src/wire/packet.ts'
 import { compile } from '../../policy/src/bundle.ts'
 import { PolicyEngine } from '../../policy/src/engine/index.ts'
 
@@ -299,6 +299,10 @@ export function runFuzz(o: FuzzOptions): FuzzStats {
           const out = res.out
           const c2 = parsePacket(out as Buffer, res.outLen, q)
           if (c2 !== 0) throw new Error(`emitted datagram does not parse: reason ${c2}`)
+          // RFC 1624 differential: a rewrite keeps a valid L4 checksum valid and an invalid one invalid.
+          if (res.outcome === Outcome.rewrite && l4ChecksumOk(fp.lastPacket) !== l4ChecksumOk(q)) {
+            throw new Error('rewrite changed L4 checksum validity')
+          }
         }
         // The withheld-segment RST (SNI deny) must also build a well-formed datagram from any valid segment.
         if (code === 0 && p.protocol === 6 && r.below(8) === 0) {

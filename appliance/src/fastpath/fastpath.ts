@@ -452,8 +452,14 @@ export class FastPath {
     let e = p.payloadOff + p.payloadLen
     let dst: Buffer<ArrayBufferLike> = this.scratch
     let other: Buffer<ArrayBufferLike> = this.scratch2
+    // Bytes before the first replacement are the same in every stage (and in the output), so the checksum
+    // update only needs the sums from there on.
+    let first = e
     for (let k = 0; k < from.length; k++) {
-      const n = replaceInto(src, s, e, from[k]!, to[k]!, dst, hdrEnd, maxEnd)
+      const f = from[k]!
+      const h = f.length === 0 ? -1 : src.indexOf(f, s)
+      if (h >= 0 && h + f.length <= e && h < first) first = h
+      const n = replaceInto(src, s, e, f, to[k]!, dst, hdrEnd, maxEnd)
       if (n < 0) return this.drop(r, Drop.rewrite_too_large)
       src = dst
       s = hdrEnd
@@ -467,10 +473,16 @@ export class FastPath {
     const l4 = p.l4Off
     const oldL4Len = p.payloadOff + p.payloadLen - l4
     const newL4Len = newEnd - l4
-    const csumOff = l4 + (p.protocol === IpProto.UDP ? 6 : 2)
-    // old sum without its checksum field: adding ~C removes C in ones'-complement arithmetic
+    const udp = p.protocol === IpProto.UDP
+    const csumOff = l4 + (udp ? 6 : 2)
     const oldC = (b[csumOff]! << 8) | b[csumOff + 1]!
-    const oldSum = sum16(b, l4, oldL4Len, l4PseudoSum(b, p, oldL4Len)) + (~oldC & 0xffff)
+    // RFC 1624 over what changed: the pseudo-header length, the UDP length field, and the words from the
+    // first replacement on (word-aligned from l4; the header and checksum fields all lie before it).
+    const s0 = l4 + ((first - l4) & ~1)
+    const oldSum =
+      l4PseudoSum(b, p, oldL4Len) +
+      (udp ? (b[l4 + 4]! << 8) | b[l4 + 5]! : 0) +
+      sum16(b, s0, p.payloadOff + p.payloadLen - s0)
     if (p.family === 4) {
       const oldTotal = (b[p.ipOff + 2]! << 8) | b[p.ipOff + 3]!
       const total = newEnd - p.ipOff
@@ -484,17 +496,15 @@ export class FastPath {
       out[p.ipOff + 4] = plen >> 8
       out[p.ipOff + 5] = plen & 0xff
     }
-    if (p.protocol === IpProto.UDP) {
+    if (udp) {
       out[l4 + 4] = newL4Len >> 8
       out[l4 + 5] = newL4Len & 0xff
     }
     // RFC 768: a zero UDP checksum over IPv4 means "none"; keep it that way.
-    if (!(p.protocol === IpProto.UDP && oldC === 0)) {
-      out[csumOff] = 0
-      out[csumOff + 1] = 0
-      const newSum = sum16(out, l4, newL4Len, l4PseudoSum(out, p, newL4Len))
+    if (!(udp && oldC === 0)) {
+      const newSum = l4PseudoSum(out, p, newL4Len) + (udp ? newL4Len : 0) + sum16(out, s0, newEnd - s0)
       let c = adjust(oldC, oldSum, newSum)
-      if (c === 0 && p.protocol === IpProto.UDP) c = 0xffff // RFC 768: computed zero is sent as all ones
+      if (c === 0 && udp) c = 0xffff // RFC 768: computed zero is sent as all ones
       out[csumOff] = c >> 8
       out[csumOff + 1] = c & 0xff
     }
