@@ -35,7 +35,7 @@ export const MAX_WINDOW_SCALE = 14
 /** The smallest shift that lets a 16-bit window field express `buffer` bytes. */
 export function windowScaleFor(buffer: number): number {
   let s = 0
-  while (s < MAX_WINDOW_SCALE && buffer >>> s > 0xffff) s++
+  while (s < MAX_WINDOW_SCALE && Math.floor(buffer / 2 ** s) > 0xffff) s++
   return s
 }
 

@@ -1,0 +1,196 @@
+// The Duplex shell over two stacks: backpressure both ways, half-close, destroy → RST, refused connects.
+// Segments cross on setImmediate; each turn with nothing in flight moves the fake clock by 1 ms.
+
+import { createHash } from 'node:crypto'
+import { once } from 'node:events'
+import { pipeline } from 'node:stream/promises'
+import test from 'ava'
+import { FakeClock, SeededRandom } from '../../appliance/src/tcp/clock.ts'
+import type { TcpConfig } from '../../appliance/src/tcp/connection.ts'
+import type { TcpError } from '../../appliance/src/tcp/errors.ts'
+import type { TcpRepr } from '../../appliance/src/tcp/segment.ts'
+import { type FourTuple, TcpStack } from '../../appliance/src/tcp/stack.ts'
+import { State } from '../../appliance/src/tcp/state.ts'
+import { type TcpSocket, tcpConnect, tcpListen } from '../../appliance/src/tcp/stream.ts'
+
+class Link {
+  readonly clock = new FakeClock(0)
+  readonly a: TcpStack
+  readonly b: TcpStack
+  #queue: { to: TcpStack; tuple: FourTuple; seg: TcpRepr }[] = []
+  #running = true
+  constructor(config: Partial<TcpConfig> = {}) {
+    const flip = (t: FourTuple): FourTuple => ({
+      localAddr: t.remoteAddr,
+      localPort: t.remotePort,
+      remoteAddr: t.localAddr,
+      remotePort: t.localPort,
+    })
+    this.a = new TcpStack({
+      clock: this.clock,
+      random: new SeededRandom(1),
+      config,
+      output: (t, s) => this.#queue.push({ to: this.b, tuple: flip(t), seg: s }),
+    })
+    this.b = new TcpStack({
+      clock: this.clock,
+      random: new SeededRandom(2),
+      config,
+      output: (t, s) => this.#queue.push({ to: this.a, tuple: flip(t), seg: s }),
+    })
+    const tick = () => {
+      if (!this.#running) return
+      if (this.#queue.length) {
+        const q = this.#queue
+        this.#queue = []
+        for (const d of q) d.to.input(d.tuple, d.seg)
+      } else this.clock.advance(1)
+      setImmediate(tick)
+    }
+    setImmediate(tick)
+  }
+  stop(): void {
+    this.#running = false
+  }
+}
+
+const A: FourTuple = { localAddr: '10.0.0.1', localPort: 40_000, remoteAddr: '10.0.0.2', remotePort: 443 }
+
+function pair(l: Link): Promise<[TcpSocket, TcpSocket]> {
+  return new Promise((resolve) => {
+    tcpListen(l.b, { localAddr: '10.0.0.2', localPort: 443 }, (server) => resolve([client, server]))
+    const client = tcpConnect(l.a, A)
+  })
+}
+
+function random(n: number, seed: number): Buffer {
+  const r = new SeededRandom(seed)
+  const b = Buffer.alloc(n)
+  for (let i = 0; i < n; i++) b[i] = r.u32() & 0xff
+  return b
+}
+
+/** Reads to EOF without destroying (for-await would destroy the socket at EOF, and destroy() means RST). */
+async function readAll(s: TcpSocket): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  s.on('data', (c: Buffer) => chunks.push(c))
+  await once(s, 'end')
+  return Buffer.concat(chunks)
+}
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
+
+test('1 MB each way at once, half-close on both sides, byte-exact', async (t) => {
+  const l = new Link()
+  const [c, s] = await pair(l)
+  t.is(c.remoteAddress, '10.0.0.2')
+  t.is(s.remoteAddress, '10.0.0.1')
+  t.is(s.remotePort, 40_000)
+  const up = random(1 << 20, 1)
+  const down = random(1 << 20, 2)
+  const [gotUp, gotDown] = await Promise.all([
+    readAll(s),
+    readAll(c),
+    (async () => {
+      c.end(up)
+      s.end(down)
+    })(),
+  ])
+  t.is(sha(gotUp), sha(up))
+  t.is(sha(gotDown), sha(down))
+  await Promise.all([c, s].map((x) => (x.closed ? undefined : once(x, 'close'))))
+  // The Duplex closes once both directions are done; the FIN exchange then completes underneath.
+  const done = (x: TcpSocket) => x.connection.state === State.TIME_WAIT || x.connection.state === State.CLOSED
+  for (let i = 0; i < 1000 && !(done(c) && done(s)); i++) await new Promise((r) => setImmediate(r))
+  t.true(done(c) && done(s))
+  t.is(l.a.metrics.resetsSent + l.b.metrics.resetsSent, 0)
+  l.stop()
+})
+
+test('half-close: after end() the peer still answers and we still read', async (t) => {
+  const l = new Link()
+  const [c, s] = await pair(l)
+  s.on('data', () => {})
+  const request = Buffer.from('GET / HTTP/1.0\r\n\r\n')
+  const serverGot: Buffer[] = []
+  s.removeAllListeners('data')
+  s.on('data', (d: Buffer) => serverGot.push(d))
+  s.on('end', () => {
+    // The client's FIN arrived; the server is in CLOSE-WAIT and can still send.
+    t.is(s.connection.state, State.CLOSE_WAIT)
+    s.end(Buffer.concat([Buffer.from('echo:'), ...serverGot]))
+  })
+  c.end(request)
+  const reply = await readAll(c)
+  t.is(reply.toString(), `echo:${request}`)
+  l.stop()
+})
+
+test('backpressure: a reader that stops closes the window; memory stays within the buffers', async (t) => {
+  const cfg = { rcvBufSize: 32 * 1024, sndBufSize: 32 * 1024 }
+  const l = new Link(cfg)
+  const [c, s] = await pair(l)
+  s.pause()
+  const data = random(1 << 20, 3)
+  let writesBlocked = 0
+  const writer = (async () => {
+    for (let o = 0; o < data.length; o += 16 * 1024) {
+      if (!c.write(data.subarray(o, o + 16 * 1024))) {
+        writesBlocked++
+        await once(c, 'drain')
+      }
+    }
+    c.end()
+  })()
+  // Let the stacks run while nobody reads.
+  for (let i = 0; i < 200; i++) await new Promise((r) => setImmediate(r))
+  t.true(writesBlocked > 0, 'the writer saw backpressure')
+  t.true(s.connection.rcvUnread <= cfg.rcvBufSize, 'receiver holds at most its buffer')
+  t.true(
+    c.connection.sendBuffered <= cfg.sndBufSize + 16 * 1024,
+    'sender holds at most its buffer (+1 write)',
+  )
+  t.is(s.connection.sndWnd >= 0, true)
+  t.is(c.connection.sndWnd, 0, 'the window is closed')
+  const got = readAll(s)
+  s.resume()
+  await writer
+  t.is(sha(await got), sha(data))
+  l.stop()
+})
+
+test('destroy() sends RST: the peer errors with ECONNRESET', async (t) => {
+  const l = new Link()
+  const [c, s] = await pair(l)
+  const err = once(s, 'error')
+  c.destroy()
+  const [e] = (await err) as [TcpError]
+  t.is(e.code, 'FG_ERR_TCP_RESET')
+  t.is(e.errno, 'ECONNRESET')
+  t.is(l.a.metrics.resetsSent, 1)
+  t.is(l.b.metrics.resetsReceived, 1)
+  l.stop()
+})
+
+test('connecting to a port nobody listens on fails with ECONNREFUSED', async (t) => {
+  const l = new Link()
+  const c = tcpConnect(l.a, A)
+  const [e] = (await once(c, 'error')) as [TcpError]
+  t.is(e.errno, 'ECONNREFUSED')
+  l.stop()
+})
+
+test('streams compose: pipeline through the stack is byte-exact', async (t) => {
+  const l = new Link()
+  const [c, s] = await pair(l)
+  const data = random(300_000, 9)
+  const got = readAll(s)
+  await pipeline(
+    (async function* () {
+      for (let o = 0; o < data.length; o += 7000) yield data.subarray(o, o + 7000)
+    })(),
+    c,
+  )
+  t.is(sha(await got), sha(data))
+  l.stop()
+})
