@@ -381,3 +381,12 @@ test('a len larger than the buffer is clamped, not read past; nonsense lengths a
   t.is(parse(d, Number.NaN), 'geneve_truncated')
   t.is(parse(Buffer.alloc(0), 100), 'geneve_truncated')
 })
+
+test('inner packets up to GWLB’s 8,500 bytes parse (IPv4 and IPv6) with valid checksums', (t) => {
+  t.is(parse(datagram(udp4({ payload: Buffer.alloc(8500 - 28, 1) }))), 'ok')
+  t.is(p.innerLen, 8500)
+  t.true(l4ChecksumOk(p))
+  t.is(parse(datagram(tcp6({ payload: Buffer.alloc(8500 - 60, 2) }))), 'ok')
+  t.is(p.innerLen, 8500)
+  t.true(l4ChecksumOk(p))
+})
