@@ -440,6 +440,13 @@ export class FlowTable {
       } else if (this.geneveLen[i]! > inl) this.geneveOverflow.delete(i)
       for (let k = 0; k < len; k++) g[base + k] = b[off + k]!
     } else {
+      // Longer than GWLB's headers: kept aside, copied only when it changed.
+      const cur = this.geneveOverflow.get(i)
+      if (cur && cur.length === len) {
+        let same = true
+        for (let k = len - 1; k >= 0 && same; k--) same = cur[k] === b[off + k]
+        if (same) return
+      }
       this.geneveOverflow.set(i, Uint8Array.prototype.slice.call(b, off, off + len))
     }
     this.geneveLen[i] = len
