@@ -390,3 +390,13 @@ test('inner packets up to GWLB’s 8,500 bytes parse (IPv4 and IPv6) with valid 
   t.is(p.innerLen, 8500)
   t.true(l4ChecksumOk(p))
 })
+
+test('IPv6 type 0 routing header with segments left is refused (RFC 5095); other routing types pass', (t) => {
+  const rh = (type: number, left: number) => ({
+    type: 43,
+    body: Buffer.concat([Buffer.from([0, 2, type, left]), Buffer.alloc(4), Buffer.alloc(16)]),
+  })
+  t.is(parse(datagram(udp6({ ext: [rh(0, 1)] }))), 'ipv6_routing_type0')
+  t.is(parse(datagram(udp6({ ext: [rh(0, 0)] }))), 'ok')
+  t.is(parse(datagram(udp6({ ext: [rh(4, 1)] }))), 'ok')
+})

@@ -38,6 +38,8 @@ export const MALFORMED_REASONS = [
   'udp_length',
   'udp_zero_checksum_v6',
   'icmp_truncated',
+  // appended later (codes are stable)
+  'ipv6_routing_type0',
 ] as const
 
 export type MalformedReason = (typeof MALFORMED_REASONS)[number]

@@ -66,6 +66,10 @@ export function parseIpv6(b: Uint8Array, off: number, end: number, p: ParsedPack
       if (nh === NextHeader.hopByHop && count !== 0) return M.ipv6_ext_order
       if (o + 2 > ipEnd) return M.ipv6_ext_header
       hlen = (b[o + 1]! + 1) * 8
+      // RFC 5095 deprecates the type 0 routing header (amplification, firewall bypass); one with segments
+      // left would be executed by the destination, so it is refused here.
+      if (nh === NextHeader.routing && o + 4 <= ipEnd && b[o + 2] === 0 && b[o + 3] !== 0)
+        return M.ipv6_routing_type0
     } else if (nh === NextHeader.ah) {
       // RFC 4302 §2.2: Payload Len is in 4-byte words, minus 2
       if (o + 2 > ipEnd) return M.ipv6_ext_header
