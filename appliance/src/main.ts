@@ -70,72 +70,76 @@ export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceH
   const metrics = new ApplianceMetrics()
   store.onChange((next) => metrics.setPolicy(next.bundle.version, next.source))
 
+  // Everything started so far is stopped again if a later step fails, so a failed start leaves no
+  // watcher, timer or socket behind.
   let policyFile: PolicyFile | undefined
-  if (opts.policies) {
-    policyFile = new PolicyFile(
-      opts.policies,
-      store,
-      log,
-      (r) => metrics.policyReloads.inc({ result: r.ok ? 'ok' : 'rejected' }),
-      opts.fleetDefault,
-    )
-    await policyFile.reload()
-    policyFile.watch()
-  }
-
-  // The CA first: a root that does not match its key (or an unreachable KMS) must stop the start, not
-  // surface on the first intercepted flow. One root signature per start, for the intermediate.
   let ca: CertificateAuthority | undefined
-  if (opts.ca) {
-    const signer = await openSigner({
-      ...(opts.ca.key ? { keyFile: opts.ca.key } : {}),
-      ...(opts.ca.kms ? { kmsKeyId: opts.ca.kms.keyId } : {}),
-      ...(opts.ca.kms?.region ? { region: opts.ca.kms.region } : {}),
-      ...(opts.ca.kms?.endpoint ? { endpoint: opts.ca.kms.endpoint } : {}),
-    })
-    ca = await startCertificateAuthority({
-      rootCertPem: await readFile(opts.ca.cert),
-      signer,
-      onEvent: (e) =>
-        e.event === 'renewed'
-          ? log.info({ notAfter: new Date(e.notAfter ?? 0).toISOString() }, 'intermediate CA renewed')
-          : log.error({ err: e.error }, 'intermediate CA renewal failed; retrying'),
-    })
-    log.info({ subject: ca.root.node.subject, signer: signer.describe() }, 'interception CA ready')
-  }
-
   let admin: FastifyInstance | undefined
-  if (opts.admin) {
-    // Registering the admin API restores the last good bundle from the state directory, so a restarted
-    // appliance serves its policy before the operator calls again.
-    admin = await startAdminServer({ host: opts.bind, ...opts.admin, store, logger: log })
-  }
-
-  let draining = false
+  let control: FastifyInstance | undefined
   let dataplane: Dataplane | undefined
-  const control = await startControlServer({
-    host: opts.bind,
-    port: opts.httpPort,
-    metrics,
-    logger: log,
-    plugins: opts.plugins?.(store) ?? [],
-    state: () => ({
-      policyVersion: store.current?.bundle.version,
-      loopAlive: dataplane?.alive() ?? false,
-      loopDetail: dataplane?.detail() ?? 'starting',
-      draining,
-    }),
-  })
-  try {
-    dataplane = await opts.dataplane({ store, metrics, log, bind: opts.bind, genevePort: opts.genevePort })
-  } catch (err) {
-    await control.close()
-    await admin?.close()
+  let draining = false
+  const teardown = async () => {
     policyFile?.close()
     ca?.close()
+    await dataplane?.close()
+    await admin?.close()
+    await control?.close()
+  }
+  try {
+    // The CA first: a root that does not match its key (or an unreachable KMS) must stop the start, not
+    // surface on the first intercepted flow. One root signature per start, for the intermediate.
+    if (opts.ca) {
+      const signer = await openSigner({
+        ...(opts.ca.key ? { keyFile: opts.ca.key } : {}),
+        ...(opts.ca.kms ? { kmsKeyId: opts.ca.kms.keyId } : {}),
+        ...(opts.ca.kms?.region ? { region: opts.ca.kms.region } : {}),
+        ...(opts.ca.kms?.endpoint ? { endpoint: opts.ca.kms.endpoint } : {}),
+      })
+      ca = await startCertificateAuthority({
+        rootCertPem: await readFile(opts.ca.cert),
+        signer,
+        onEvent: (e) =>
+          e.event === 'renewed'
+            ? log.info({ notAfter: new Date(e.notAfter ?? 0).toISOString() }, 'intermediate CA renewed')
+            : log.error({ err: e.error }, 'intermediate CA renewal failed; retrying'),
+      })
+      log.info({ subject: ca.root.node.subject, signer: signer.describe() }, 'interception CA ready')
+    }
+    if (opts.policies) {
+      policyFile = new PolicyFile(
+        opts.policies,
+        store,
+        log,
+        (r) => metrics.policyReloads.inc({ result: r.ok ? 'ok' : 'rejected' }),
+        opts.fleetDefault,
+      )
+      await policyFile.reload()
+      policyFile.watch()
+    }
+    if (opts.admin) {
+      // Registering the admin API restores the last good bundle from the state directory, so a restarted
+      // appliance serves its policy before the operator calls again.
+      admin = await startAdminServer({ host: opts.bind, ...opts.admin, store, logger: log })
+    }
+    control = await startControlServer({
+      host: opts.bind,
+      port: opts.httpPort,
+      metrics,
+      logger: log,
+      plugins: opts.plugins?.(store) ?? [],
+      state: () => ({
+        policyVersion: store.current?.bundle.version,
+        loopAlive: dataplane?.alive() ?? false,
+        loopDetail: dataplane?.detail() ?? 'starting',
+        draining,
+      }),
+    })
+    dataplane = await opts.dataplane({ store, metrics, log, bind: opts.bind, genevePort: opts.genevePort })
+  } catch (err) {
+    await teardown().catch(() => undefined)
     throw err
   }
-  const addr = control.server.address()
+  const addr = control!.server.address()
   const url =
     typeof addr === 'object' && addr
       ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
@@ -143,13 +147,7 @@ export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceH
 
   let closing: Promise<void> | undefined
   const close = () => {
-    closing ??= (async () => {
-      policyFile?.close()
-      ca?.close()
-      await dataplane?.close()
-      await admin?.close()
-      await control.close()
-    })()
+    closing ??= teardown()
     return closing
   }
   let drainPromise: Promise<void> | undefined
@@ -171,7 +169,15 @@ export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceH
     { url, genevePort: opts.genevePort, policy: store.current?.bundle.version ?? null },
     'appliance started',
   )
-  const handle: ApplianceHandle = { store, metrics, control, url, isDraining: () => draining, drain, close }
+  const handle: ApplianceHandle = {
+    store,
+    metrics,
+    control: control!,
+    url,
+    isDraining: () => draining,
+    drain,
+    close,
+  }
   if (policyFile) handle.policyFile = policyFile
   if (admin) handle.admin = admin
   if (ca) handle.ca = ca

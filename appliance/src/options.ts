@@ -21,6 +21,9 @@ export const APPLIANCE_USAGE = [
   '  --drain-seconds N        on SIGTERM, keep serving existing flows this long (default 300)',
   '  --fleet-default ACTION   Allow | Deny | Reject for flows no policy decides (default Allow; standalone)',
   '  --io auto|native|dgram   packet I/O backend (default auto: native, else dgram)',
+  '  --flow-capacity N        flows tracked at most (default 262144)',
+  "  --tcp-idle-seconds N     TCP flow idle timeout; match the GWLB's (default 350)",
+  '  --idle-seconds N         idle timeout of other flows (default 120)',
   '  --log-level LEVEL        pino level (default info)',
 ].join('\n')
 
@@ -35,6 +38,9 @@ export interface ApplianceCliOptions {
   drainSeconds: number
   fleetDefault: DefaultAction
   io: 'auto' | 'native' | 'dgram'
+  flowCapacity: number
+  tcpIdleSeconds: number
+  idleSeconds: number
   logLevel: string
 }
 
@@ -80,6 +86,9 @@ export function parseApplianceArgs(args: string[]): ApplianceCliOptions {
         'kms-region': str,
         'kms-endpoint': str,
         'upstream-ca': str,
+        'flow-capacity': str,
+        'tcp-idle-seconds': str,
+        'idle-seconds': str,
       },
     }).values
   } catch (err) {
@@ -116,6 +125,10 @@ export function parseApplianceArgs(args: string[]): ApplianceCliOptions {
     drainSeconds: int('drain-seconds', values['drain-seconds'], 300, 0, 6000),
     fleetDefault: fleetDefault as DefaultAction,
     io,
+    flowCapacity: int('flow-capacity', values['flow-capacity'], 262_144, 1024, 16_777_216),
+    // GWLB's TCP idle timeout is 350 s and configurable from 60 to 6000 s (GWLB.md "Flows").
+    tcpIdleSeconds: int('tcp-idle-seconds', values['tcp-idle-seconds'], 350, 60, 6000),
+    idleSeconds: int('idle-seconds', values['idle-seconds'], 120, 10, 6000),
     logLevel: values['log-level'] ?? 'info',
   }
   if (values.policies) out.policies = values.policies

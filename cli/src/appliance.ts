@@ -31,6 +31,9 @@ export const applianceCommand: Command = {
       // --upstream-ca: roots trusted for servers the appliance calls as a client (authorizer webhooks too).
       dataplane: gwlbDataplane({
         io: o.io,
+        flowCapacity: o.flowCapacity,
+        tcpIdleMs: o.tcpIdleSeconds * 1000,
+        otherIdleMs: o.idleSeconds * 1000,
         ...(o.upstreamCa ? { authorizerCa: readFileSync(o.upstreamCa) } : {}),
       }),
       logger,

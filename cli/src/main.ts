@@ -1,5 +1,6 @@
 // The flowgate command line. Subcommands register here; each lives in its own module.
 import { applianceCommand } from './appliance.ts'
+import { caCommand } from './ca.ts'
 import { compileCommand } from './compile.ts'
 import { operatorCommand } from './operator.ts'
 import { validateCommand } from './validate.ts'
@@ -11,7 +12,7 @@ export interface Command {
   run(args: string[]): Promise<number>
 }
 
-const commands: Command[] = [validateCommand, compileCommand, applianceCommand, operatorCommand]
+const commands: Command[] = [validateCommand, compileCommand, applianceCommand, operatorCommand, caCommand]
 
 export function helpText(): string {
   const width = Math.max(...commands.map((c) => c.name.length))

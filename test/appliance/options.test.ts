@@ -16,6 +16,9 @@ test('standalone and operator-managed flags parse into one options object', (t) 
     drainSeconds: 300,
     io: 'auto',
     fleetDefault: 'Allow',
+    flowCapacity: 262_144,
+    tcpIdleSeconds: 350,
+    idleSeconds: 120,
   })
   const m = parseApplianceArgs([
     '--admin-token-file=/t',
@@ -45,6 +48,10 @@ const usage: [string[], RegExp][] = [
   [['--policies', 'p', '--drain-seconds=-1'], /--drain-seconds must be a whole number/],
   [['--policies', 'p', '--fleet-default', 'Maybe'], /--fleet-default must be one of/],
   [['--policies', 'p', '--nope'], /Unknown option '--nope'/],
+  [
+    ['--policies', 'p', '--tcp-idle-seconds', '30'],
+    /--tcp-idle-seconds must be a whole number from 60 to 6000/,
+  ],
 ]
 for (const [args, message] of usage) {
   test(`usage error: ${args.join(' ') || '(nothing)'}`, (t) => {
