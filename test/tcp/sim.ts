@@ -3,7 +3,7 @@
 import test from 'ava'
 import { REPRO, runSeed } from './simulator.ts'
 
-export const SEEDS_PER_FILE = 5000
+export const SEEDS_PER_FILE = 3000
 const BATCH = 500
 
 export function simulateSeeds(from: number, count: number): void {
