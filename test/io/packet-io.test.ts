@@ -7,6 +7,7 @@ import test, { type ExecutionContext } from 'ava'
 import { loadAddon } from '../../appliance/src/io/addon.ts'
 import {
   createPacketIO,
+  DgramPacketIO,
   ipv4ToU32,
   type PacketIO,
   type PacketIOBackend,
@@ -434,6 +435,47 @@ privilegedTest(['root', 'addon'])(
     }
   },
 )
+
+// The dgram backend's documented limits (dgram.ts): they are counted, and they stay local to one port.
+test('dgram: a GWLB port held exclusively elsewhere, or beyond maxPortSockets, drops and counts its replies', async (t) => {
+  const n = loopNet()
+  const io = new DgramPacketIO({ bindAddr: n.app, port: PORT, maxPortSockets: 2 })
+  await io.start(echo(() => io))
+  // Another process's socket on our address and GWLB port 60060, without SO_REUSEADDR.
+  const squatter = createSocket({ type: 'udp4' })
+  await new Promise<void>((resolve) => squatter.bind(60060, n.app, () => resolve()))
+  const gw = await peer(n.gwlb, PORT)
+  const ports = [60060, 60061, 60062]
+  const flows = await Promise.all(ports.map((p) => peer(n.gwlb, p)))
+  const until = async (cond: () => boolean) => {
+    for (let k = 0; k < 200 && !cond(); k++) await sleep(10)
+  }
+  try {
+    await send(flows[0]!.s, genevePacket(1), PORT, n.app)
+    await until(() => io.stats.txDropped === 1)
+    t.is(io.stats.txDropped, 1, '60060: the bind is refused, the reply dropped and counted')
+    await send(flows[1]!.s, genevePacket(2), PORT, n.app)
+    t.is((await gw.next()).port, 60061, 'other ports are unaffected')
+    // The failed port is tried again on its next reply: the squatter has left.
+    await new Promise<void>((resolve) => squatter.close(() => resolve()))
+    await send(flows[0]!.s, genevePacket(3), PORT, n.app)
+    t.is((await gw.next()).port, 60060)
+    // Two port sockets exist now: a third GWLB port is over maxPortSockets.
+    await send(flows[2]!.s, genevePacket(4), PORT, n.app)
+    await until(() => io.stats.txDropped === 2)
+    t.is(io.stats.txDropped, 2, '60062: over the cap, dropped and counted')
+    await sleep(30)
+    t.deepEqual(
+      gw.got.map((m) => m.port),
+      [60061, 60060],
+    )
+    t.is(io.stats.txPackets, 2)
+  } finally {
+    await io.close()
+    gw.s.close()
+    for (const f of flows) f.s.close()
+  }
+})
 
 test('ipv4ToU32 / u32ToIpv4 round-trip and reject garbage', (t) => {
   t.is(ipv4ToU32('10.0.0.1'), 0x0a000001)

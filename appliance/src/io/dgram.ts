@@ -72,6 +72,8 @@ export class DgramPacketIO implements PacketIO {
   private readonly opts: Required<DgramPacketIOOptions>
   private main: Socket | undefined
   private readonly byPort = new Map<number, Socket>()
+  /** sends handed to dgram and not yet completed, per socket: lost together if its bind fails */
+  private readonly inFlight = new Map<Socket, number>()
   private readonly batch = new DgramRxBatch()
   private inBatch = false
   private handler: BatchHandler = () => {}
@@ -139,9 +141,10 @@ export class DgramPacketIO implements PacketIO {
     s = createSocket({ type: 'udp4', reuseAddr: true })
     const sock = s
     sock.on('error', () => {
-      // bind failed (port held exclusively elsewhere) or a send failed: drop the socket so a later reply
-      // retries, and count the loss.
-      this.stats.txDropped++
+      // The bind failed (port held exclusively elsewhere): the sends queued behind it are lost. Drop the
+      // socket, so the next reply for this port tries again.
+      this.stats.txDropped += this.inFlight.get(sock) ?? 0
+      this.inFlight.delete(sock)
       if (this.byPort.get(port) === sock) this.byPort.delete(port)
       try {
         sock.close()
@@ -160,9 +163,17 @@ export class DgramPacketIO implements PacketIO {
       this.stats.txDropped++
       return
     }
-    this.stats.txPackets++
-    this.stats.txBytes += length
-    s.send(buf, offset, length, this.port, addr)
+    this.inFlight.set(s, (this.inFlight.get(s) ?? 0) + 1)
+    // Counted when dgram reports the outcome: a send queued behind a bind that fails never completes.
+    s.send(buf, offset, length, this.port, addr, (err) => {
+      const left = this.inFlight.get(s)
+      if (left !== undefined) this.inFlight.set(s, left - 1)
+      if (err) this.stats.txDropped++
+      else {
+        this.stats.txPackets++
+        this.stats.txBytes += length
+      }
+    })
   }
 
   reply(batch: RxBatch, i: number, len?: number): void {
