@@ -5,6 +5,7 @@ import test from 'ava'
 import { SendBuffer } from '../../appliance/src/tcp/buffer.ts'
 import { Deadline, FakeClock, SeededRandom } from '../../appliance/src/tcp/clock.ts'
 import { initialWindow, NewReno } from '../../appliance/src/tcp/congestion.ts'
+import * as tcp from '../../appliance/src/tcp/index.ts'
 import { IsnGenerator } from '../../appliance/src/tcp/isn.ts'
 import { TCP_METRIC_NAMES, TcpMetrics } from '../../appliance/src/tcp/metrics.ts'
 import { gwlbMss, negotiate, pawsRejects, tsLt, windowScaleFor } from '../../appliance/src/tcp/options.ts'
@@ -301,4 +302,20 @@ test('metrics: every counter has a Prometheus name; segment helpers', (t) => {
     }),
     '0 > 0 [S.] seq 1:4 ack 9 win 0 <mss 1460,sack 2:4> length 3',
   )
+})
+
+test('the package entry point exports the public API', (t) => {
+  for (const name of [
+    'TcpStack',
+    'Connection',
+    'TcpSocket',
+    'tcpConnect',
+    'tcpListen',
+    'tcpAccept',
+    'TcpMetrics',
+    'FakeClock',
+  ])
+    t.is(typeof (tcp as Record<string, unknown>)[name], 'function', name)
+  t.is(tcp.DEFAULT_MSS, 8440)
+  t.is(tcp.stateName(tcp.State.TIME_WAIT), 'TIME-WAIT')
 })

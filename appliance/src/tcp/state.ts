@@ -41,11 +41,6 @@ export function isSynchronized(s: State): boolean {
   return s >= State.ESTABLISHED
 }
 
-/** States in which the application may still queue data for sending (we have not sent or queued FIN). */
-export function canSend(s: State): boolean {
-  return s === State.ESTABLISHED || s === State.CLOSE_WAIT || s === State.SYN_SENT || s === State.SYN_RECEIVED
-}
-
 /** States in which peer data is still accepted (RFC 9293 §3.10.7.4, seventh check). */
 export function canReceive(s: State): boolean {
   return s === State.ESTABLISHED || s === State.FIN_WAIT_1 || s === State.FIN_WAIT_2
