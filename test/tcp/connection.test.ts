@@ -258,7 +258,9 @@ test('RST acceptability (RFC 5961 §3.2): exact → reset, in window → challen
     { name: 'exactly RCV.NXT', off: 0, state: State.CLOSED, out: 0 },
     { name: 'in window', off: 1000, state: State.ESTABLISHED, out: 1 },
     { name: 'last byte of window', off: 65534, state: State.ESTABLISHED, out: 1 },
-    { name: 'just past the window', off: 65535, state: State.ESTABLISHED, out: 0 },
+    // Zero-length segments at the right edge are taken (Linux's tcp_sequence); one past it is not.
+    { name: 'at the right edge', off: 65535, state: State.ESTABLISHED, out: 1 },
+    { name: 'past the right edge', off: 65536, state: State.ESTABLISHED, out: 0 },
     { name: 'before RCV.NXT', off: -1, state: State.ESTABLISHED, out: 0 },
   ]
   for (const k of cases) {
@@ -676,4 +678,33 @@ test('passive and active opens agree on timestamps and SACK only when both SYNs 
   const neither = accepted({ cfg: { timestamps: true, sack: true } })
   t.false(neither.conn.tsOk)
   t.false(neither.conn.sackOk)
+})
+
+test('replies to bare out-of-window segments are rate-limited, so two endpoints cannot ACK each other forever', (t) => {
+  const c = established()
+  const oow = { seq: seqAdd(R1, 100_000) }
+  c.input(oow)
+  c.input(oow)
+  c.input(oow)
+  t.is(c.take().length, 1)
+  c.clock.advance(500)
+  c.input(oow)
+  t.is(c.take().length, 1)
+  // Data out of window is always answered: the peer needs that ACK to recover.
+  c.input({ ...oow, payload: bytes(10) })
+  c.input({ ...oow, payload: bytes(10) })
+  t.is(c.take().length, 2)
+})
+
+test('a bare ACK is numbered no further than the peer window allows (after data beyond a shrunk window)', (t) => {
+  const c = established({ peer: { mss: 1000 } })
+  c.conn.write(bytes(3000))
+  c.take()
+  // The peer takes the first 1000 bytes and closes its window.
+  c.input({ ack: seqAdd(S1, 1000), window: 0 })
+  const ack = seqAdd(S1, 1000)
+  c.input({ ack, window: 0, payload: bytes(1) })
+  c.input({ ack, window: 0, seq: seqAdd(R1, 1), payload: bytes(1) })
+  const a = c.take().at(-1)!
+  t.is(a.seq, seqAdd(S1, 1000), 'SND.UNA + SND.WND, not SND.MAX')
 })

@@ -287,8 +287,11 @@ export function runSeed(
       })
       a.conn = a.stack.connect(a.tuple, events(a))
     }
-    for (;;) {
+    for (let steps = 0; ; steps++) {
       if (clock.now() - 1_000_000 > SIM_LIMIT_MS) return fail('did not finish within 4 simulated hours')
+      // Events without time passing: an ACK war or a timer re-arming itself at zero delay.
+      if (steps > 3_000_000)
+        return fail(`livelock: 3,000,000 events by ${(clock.now() - 1_000_000).toFixed(0)} ms`)
       if (!clock.step()) break
       if (a.closedErr || b.closedErr) return fail(`connection error: A=${a.closedErr} B=${b.closedErr}`)
     }

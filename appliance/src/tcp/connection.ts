@@ -172,6 +172,7 @@ export class Connection {
   #rttStart = 0
   /** Timestamp echoes older than this predate our last retransmission (see #karn). */
   #tsFloor: number | undefined
+  #lastOowAck = Number.NEGATIVE_INFINITY
   /** Delayed-ACK bookkeeping (RFC 9293 §3.8.6.3). */
   #segsUnacked = 0
   #ackNow = false
@@ -494,8 +495,11 @@ export class Connection {
     // First, check sequence number (RFC 9293 §3.10.7.4, the four-case acceptability table).
     if (!this.#acceptable(seg)) {
       // "If an incoming segment is not acceptable, an acknowledgment should be sent in reply (unless the RST bit
-      // is set, if so drop the segment and return)".
-      if (!rst) this.#ackNow = true
+      // is set, if so drop the segment and return)". Replies to bare out-of-window ACKs are rate-limited, as
+      // Linux does (tcp_oow_rate_limited): two endpoints that each find the other's ACKs out of window must
+      // not answer each other without end.
+      if (!rst && (seg.payload.length > 0 || syn || seg.flags & Flag.FIN || this.#oowAckAllowed()))
+        this.#ackNow = true
       // TIME-WAIT: a retransmitted FIN (our ACK was lost) restarts the 2 MSL timeout (RFC 9293 §3.10.7.4, eighth check).
       if (this.state === State.TIME_WAIT && seg.flags & Flag.FIN) this.#timeWait.setIn(this.cfg.timeWaitMs)
       return
@@ -614,6 +618,13 @@ export class Connection {
     }
   }
 
+  #oowAckAllowed(): boolean {
+    const now = this.#ctx.clock.now()
+    if (now - this.#lastOowAck < OOW_ACK_INTERVAL_MS) return false
+    this.#lastOowAck = now
+    return true
+  }
+
   /** RFC 9293 §3.10.7.4, the acceptability table. */
   #acceptable(seg: TcpRepr): boolean {
     const wnd = Math.max(0, seqSub(this.rcvAdvEdge, this.rcvNxt))
@@ -622,7 +633,9 @@ export class Connection {
       // "0 / 0: SEG.SEQ = RCV.NXT"; "0 / >0: RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND". A bare FIN exactly at
       // RCV.NXT is taken even into a zero window, as Linux does: it costs no buffer and avoids a probe cycle.
       if (wnd === 0) return seg.seq === this.rcvNxt
-      return seqLe(this.rcvNxt, seg.seq) && seqLt(seg.seq, this.rcvAdvEdge)
+      // A bare segment exactly at the right edge is taken too (Linux's tcp_sequence: SEG.SEQ =< RCV.NXT+RCV.WND):
+      // a peer that filled our window numbers its ACKs there.
+      return seqLe(this.rcvNxt, seg.seq) && seqLe(seg.seq, this.rcvAdvEdge)
     }
     // ">0 / 0: not acceptable"; ">0 / >0: RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND or
     // RCV.NXT =< SEG.SEQ+SEG.LEN-1 < RCV.NXT+RCV.WND".
@@ -908,8 +921,11 @@ export class Connection {
       return
     }
     // SND.MAX, not SND.NXT: after an RTO rewinds SND.NXT, a bare ACK numbered below what the peer already
-    // received would fail its acceptability test and the ACK it carries would be lost.
-    this.#send(Flag.ACK, this.sndMax, EMPTY)
+    // received would fail its acceptability test and the ACK it carries would be lost. But never beyond the
+    // peer's window (Linux's tcp_acceptable_seq): data sent past a window that then shrank or was truncated
+    // would put the ACK out of the peer's window, draw its ACK, and the two would answer each other forever.
+    const wndEnd = seqAdd(this.sndUna, this.sndWnd)
+    this.#send(Flag.ACK, seqLt(wndEnd, this.sndMax) ? wndEnd : this.sndMax, EMPTY)
   }
 
   /** RFC 5961 §7: challenge ACKs are rate-limited so that they cannot be used as an amplifier. */
@@ -1175,6 +1191,9 @@ export class Connection {
 }
 
 const EMPTY = new Uint8Array(0)
+
+/** Linux's tcp_invalid_ratelimit default. */
+const OOW_ACK_INTERVAL_MS = 500
 
 /**
  * The reset RFC 9293 §3.10.7.1 sends for a segment that reaches no connection: "If the incoming segment has
