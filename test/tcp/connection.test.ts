@@ -708,3 +708,77 @@ test('a bare ACK is numbered no further than the peer window allows (after data 
   const a = c.take().at(-1)!
   t.is(a.seq, seqAdd(S1, 1000), 'SND.UNA + SND.WND, not SND.MAX')
 })
+
+test('RST at RCV.NXT in every synchronized state (RFC 9293 §3.10.7.4, second check)', (t) => {
+  type Setup = (c: ReturnType<typeof established>) => void
+  const fin = (c: ReturnType<typeof established>) => c.input({ flags: Flag.FIN | Flag.ACK })
+  const table: [string, State, Setup, boolean][] = [
+    ['ESTABLISHED', State.ESTABLISHED, () => {}, true],
+    ['FIN-WAIT-1', State.FIN_WAIT_1, (c) => c.conn.close(), true],
+    [
+      'FIN-WAIT-2',
+      State.FIN_WAIT_2,
+      (c) => {
+        c.conn.close()
+        c.input({ ack: seqAdd(S1, 1) })
+      },
+      true,
+    ],
+    ['CLOSE-WAIT', State.CLOSE_WAIT, fin, true],
+    [
+      'CLOSING',
+      State.CLOSING,
+      (c) => {
+        c.conn.close()
+        c.input({ ack: S1, flags: Flag.FIN | Flag.ACK })
+      },
+      false,
+    ],
+    [
+      'LAST-ACK',
+      State.LAST_ACK,
+      (c) => {
+        fin(c)
+        c.conn.close()
+      },
+      false,
+    ],
+    [
+      'TIME-WAIT',
+      State.TIME_WAIT,
+      (c) => {
+        c.conn.close()
+        c.input({ ack: seqAdd(S1, 1), flags: Flag.FIN | Flag.ACK })
+      },
+      false,
+    ],
+  ]
+  for (const [name, state, setup, isError] of table) {
+    const c = established()
+    setup(c)
+    t.is(c.conn.state, state, name)
+    c.take()
+    c.input({ seq: c.conn.rcvNxt, flags: Flag.RST })
+    t.is(c.conn.state, State.CLOSED, name)
+    t.is(c.error?.errno, isError ? 'ECONNRESET' : undefined, name)
+    t.is(c.take().length, 0, `${name}: nothing is sent in reply to a RST`)
+  }
+  // SYN-RECEIVED after a passive open: the TCB goes away without an error (the listener stays).
+  const p = new Ctx()
+  p.conn.listen(ISS)
+  p.conn.input(p.seg({ seq: IRS, flags: Flag.SYN }))
+  p.take()
+  p.input({ seq: R1, flags: Flag.RST })
+  t.is(p.conn.state, State.CLOSED)
+  t.is(p.error, undefined)
+})
+
+test('data on the ACK that completes a passive open is delivered', (t) => {
+  const c = new Ctx()
+  c.conn.listen(ISS)
+  c.conn.input(c.seg({ seq: IRS, flags: Flag.SYN }))
+  c.take()
+  c.input({ seq: R1, ack: S1, payload: bytes(42) })
+  t.is(c.conn.state, State.ESTABLISHED)
+  t.is(c.received().length, 42)
+})
