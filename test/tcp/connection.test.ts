@@ -782,3 +782,24 @@ test('data on the ACK that completes a passive open is delivered', (t) => {
   t.is(c.conn.state, State.ESTABLISHED)
   t.is(c.received().length, 42)
 })
+
+test('a fast retransmission never carries bytes beyond SND.MAX (found by simulator seed 9616)', (t) => {
+  const c = established({ peer: { mss: 1000, window: 1300 } })
+  c.conn.write(bytes(1300))
+  t.deepEqual(
+    c.take().map((s) => s.payload.length),
+    [1000, 300],
+  )
+  // More data queued while the window is full; then three duplicate ACKs for the first segment.
+  c.conn.write(bytes(5000))
+  t.is(c.take().length, 0)
+  for (let i = 0; i < 3; i++) c.input({ ack: S1, window: 1300 })
+  const rtx = c.take()
+  t.is(rtx[0]!.seq, S1)
+  t.is(rtx[0]!.payload.length, 1000)
+  // Now the partial ACK: the next retransmission is the 300-byte tail, not 1000 bytes reaching past SND.MAX.
+  c.input({ ack: seqAdd(S1, 1000), window: 300 })
+  const tail = c.take().filter((s) => s.seq === seqAdd(S1, 1000))
+  t.is(tail[0]!.payload.length, 300)
+  t.is(c.conn.sndMax, seqAdd(S1, 1300))
+})

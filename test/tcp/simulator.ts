@@ -79,6 +79,7 @@ export function scenarioFor(seed: number, profile: 'ci' | 'harsh' = 'ci'): Scena
       timestamps: r.float() < 0.8,
       sack: r.float() < 0.8,
       timeWaitMs: r.int(1000, 60_000),
+      congestionControl: r.float() < 0.5 ? 'cubic' : 'newreno',
     }
   }
   const configA = cfg()

@@ -319,3 +319,48 @@ test('the package entry point exports the public API', (t) => {
   t.is(tcp.DEFAULT_MSS, 8440)
   t.is(tcp.stateName(tcp.State.TIME_WAIT), 'TIME-WAIT')
 })
+
+test('CUBIC: β = 0.7 reduction, fast convergence, concave then convex growth towards W_max (RFC 9438)', (t) => {
+  let now = 0
+  const mss = 1000
+  const cc = new tcp.Cubic(
+    mss,
+    seq(0),
+    () => now,
+    () => 100,
+  )
+  // Leave slow start with a loss at cwnd = 100 segments.
+  cc.cwnd = 100 * mss
+  t.true(cc.onDupAck(seq(1), 100 * mss, seq(200_000)) === false)
+  cc.onDupAck(seq(1), 100 * mss, seq(200_000))
+  t.true(cc.onDupAck(seq(1), 100 * mss, seq(200_000)))
+  t.is(cc.ssthresh, 70 * mss, 'ssthresh = 0.7 × flight')
+  t.is(cc.wMax, 100 * mss)
+  cc.onAck(seq(200_000), 1000, 0)
+  t.false(cc.inRecovery)
+  cc.cwnd = cc.ssthresh
+  // Grow for 20 s of ACKs, one window per 100 ms RTT; record the window each second.
+  const samples: number[] = []
+  for (let ms = 0; ms <= 20_000; ms += 100) {
+    now = ms
+    const w = cc.cwnd
+    for (let a = 0; a < w / mss; a++) cc.onAck(seq(300_000 + ms), mss, w)
+    if (ms % 1000 === 0) samples.push(cc.cwnd / mss)
+  }
+  // K = cbrt(100 × 0.3 / 0.4) ≈ 4.2 s: fast, then flat near W_max, then faster again.
+  const k = Math.cbrt((100 * 0.3) / 0.4)
+  t.true(Math.abs(k - 4.22) < 0.01)
+  const rise = (a: number, b: number) => samples[b]! - samples[a]!
+  t.true(rise(0, 2) > rise(3, 5), 'concave before K')
+  t.true(rise(10, 12) > rise(3, 5), 'convex after K')
+  t.true(Math.abs(samples[4]! - 100) < 8, `plateau near W_max at K (got ${samples[4]})`)
+  // A second loss below W_max: fast convergence lowers W_max to cwnd × (1 + β) / 2.
+  cc.wMax = 80 * mss
+  cc.cwnd = 90 * mss
+  cc.onRto(90 * mss, seq(400_000))
+  t.is(cc.wMax, 90 * mss, 'cwnd was above the old W_max, so no fast convergence')
+  cc.cwnd = 50 * mss
+  cc.onRto(50 * mss, seq(500_000))
+  t.is(cc.wMax, 50 * mss * 0.85)
+  t.is(cc.cwnd, mss)
+})

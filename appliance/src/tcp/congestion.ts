@@ -38,25 +38,25 @@ export class NewReno implements CongestionControl {
   ssthresh = Number.MAX_SAFE_INTEGER
   inRecovery = false
   dupAcks = 0
-  #mss: number
+  protected mss: number
   /** RFC 6582 §3.2 "recover": the highest sequence number sent when recovery began (exclusive end here). */
   #recover: Seq
   #caBytes = 0
 
   constructor(mss: number, iss: Seq) {
-    this.#mss = mss
+    this.mss = mss
     this.cwnd = initialWindow(mss)
     // RFC 6582 §3.2 step 1: "recover ... initialized to the initial send sequence number".
     this.#recover = iss
   }
 
   setMss(mss: number): void {
-    if (this.cwnd === initialWindow(this.#mss)) this.cwnd = initialWindow(mss)
-    this.#mss = mss
+    if (this.cwnd === initialWindow(this.mss)) this.cwnd = initialWindow(mss)
+    this.mss = mss
   }
 
   onAck(ack: Seq, acked: number, flight: number): boolean {
-    const mss = this.#mss
+    const mss = this.mss
     this.dupAcks = 0
     if (this.inRecovery) {
       if (seqGe(ack, this.#recover)) {
@@ -75,19 +75,26 @@ export class NewReno implements CongestionControl {
     if (this.cwnd < this.ssthresh) {
       // RFC 5681 §3.1, eq. (2): slow start, "cwnd += min (N, SMSS)".
       this.cwnd += Math.min(acked, mss)
-    } else {
-      // RFC 5681 §3.1, eq. (3) by byte counting (RFC 3465): one SMSS per cwnd of data acknowledged.
-      this.#caBytes += acked
-      if (this.#caBytes >= this.cwnd) {
-        this.#caBytes -= this.cwnd
-        this.cwnd += mss
-      }
-    }
+    } else this.congestionAvoidance(acked)
     return false
   }
 
+  /** RFC 5681 §3.1, eq. (3) by byte counting (RFC 3465): one SMSS per cwnd of data acknowledged. */
+  protected congestionAvoidance(acked: number): void {
+    this.#caBytes += acked
+    if (this.#caBytes >= this.cwnd) {
+      this.#caBytes -= this.cwnd
+      this.cwnd += this.mss
+    }
+  }
+
+  /** The new ssthresh after a loss: RFC 5681 §3.1 eq. (4), "ssthresh = max (FlightSize / 2, 2*SMSS)". */
+  protected reduce(flight: number): number {
+    return Math.max(Math.floor(flight / 2), 2 * this.mss)
+  }
+
   onDupAck(ack: Seq, flight: number, sndMax: Seq): boolean {
-    const mss = this.#mss
+    const mss = this.mss
     this.dupAcks++
     if (this.inRecovery) {
       // RFC 5681 §3.2 step 4: "For each additional duplicate ACK received ... cwnd is incremented by SMSS".
@@ -104,19 +111,19 @@ export class NewReno implements CongestionControl {
   }
 
   #enterRecovery(flight: number, sndMax: Seq): void {
-    const mss = this.#mss
+    const mss = this.mss
     this.#recover = sndMax
-    // RFC 5681 §3.2 step 2, eq. (4): "ssthresh = max (FlightSize / 2, 2*SMSS)".
-    this.ssthresh = Math.max(Math.floor(flight / 2), 2 * mss)
+    // RFC 5681 §3.2 step 2, eq. (4).
+    this.ssthresh = this.reduce(flight)
     // RFC 5681 §3.2 step 3: "cwnd = ssthresh + 3*SMSS" (the segments that left the network).
     this.cwnd = this.ssthresh + DUP_THRESH * mss
     this.inRecovery = true
   }
 
   onRto(flight: number, sndMax: Seq): void {
-    const mss = this.#mss
+    const mss = this.mss
     // RFC 5681 §3.1, eq. (4) and "cwnd MUST be set to no more than the loss window, LW, which equals 1 full-sized segment".
-    this.ssthresh = Math.max(Math.floor(flight / 2), 2 * mss)
+    this.ssthresh = this.reduce(flight)
     this.cwnd = mss
     this.#caBytes = 0
     this.inRecovery = false

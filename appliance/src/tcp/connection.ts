@@ -10,6 +10,7 @@
 import { SendBuffer } from './buffer.ts'
 import { type Clock, Deadline } from './clock.ts'
 import { type CongestionControl, NewReno } from './congestion.ts'
+import { Cubic } from './cubic.ts'
 import { TcpError, TcpErrorCode } from './errors.ts'
 import type { TcpMetrics } from './metrics.ts'
 import { DEFAULT_MSS, maxSackBlocks, negotiate, pawsRejects, tsLt, windowScaleFor } from './options.ts'
@@ -47,6 +48,8 @@ export interface TcpConfig {
   /** TIME-WAIT duration (2 MSL, RFC 9293 §3.3.2); a proxy wants it short — see stack.ts for reuse. */
   timeWaitMs: number
   keepalive: KeepaliveConfig | null
+  /** NewReno (RFC 5681/6582) or CUBIC (RFC 9438, Linux's default). */
+  congestionControl: 'newreno' | 'cubic'
   windowScaling: boolean
   timestamps: boolean
   sack: boolean
@@ -63,6 +66,7 @@ export const DEFAULT_CONFIG: TcpConfig = {
   delayedAckMs: 40,
   timeWaitMs: 60_000,
   keepalive: null,
+  congestionControl: 'newreno',
   windowScaling: true,
   timestamps: true,
   sack: true,
@@ -230,7 +234,15 @@ export class Connection {
     this.#sndBufSeq = seqAdd(iss, 1)
     this.#highRxt = iss
     // RFC 6582 §3.2 step 1: "recover" starts at the ISS.
-    this.cc = new NewReno(this.sndMss, iss)
+    this.cc =
+      this.cfg.congestionControl === 'cubic'
+        ? new Cubic(
+            this.sndMss,
+            iss,
+            () => this.#ctx.clock.now(),
+            () => this.rto.srtt,
+          )
+        : new NewReno(this.sndMss, iss)
   }
 
   /**
@@ -892,9 +904,11 @@ export class Connection {
       return
     }
     const off = seqSub(at, this.#sndBufSeq)
-    const dataLeft = this.#sndBuf.length - off
-    const len = Math.max(0, Math.min(this.sndMss, dataLeft, limit))
-    const fin = this.#finQueued && off + len === this.#sndBuf.length && seqGt(this.sndMax, this.#finSeq)
+    const finSent = this.#finQueued && seqGt(this.sndMax, this.#finSeq)
+    // Only what was sent before: bytes past SND.MAX are new data, which #output sends (and accounts for).
+    const sentLeft = seqSub(this.sndMax, at) - (finSent ? 1 : 0)
+    const len = Math.max(0, Math.min(this.sndMss, this.#sndBuf.length - off, sentLeft, limit))
+    const fin = finSent && off + len === this.#sndBuf.length
     if (len === 0 && !fin) return
     const payload = len ? this.#sndBuf.read(off, len) : EMPTY
     this.#ctx.metrics.retransmits++

@@ -10,6 +10,7 @@ export {
   systemClock,
   type TimerHandle,
 } from './clock.ts'
+export { type CongestionControl, NewReno } from './congestion.ts'
 export {
   Connection,
   type ConnectionContext,
@@ -19,6 +20,7 @@ export {
   resetFor,
   type TcpConfig,
 } from './connection.ts'
+export { Cubic } from './cubic.ts'
 export { TcpError, TcpErrorCode } from './errors.ts'
 export { TCP_METRIC_NAMES, TCP_STATE_LABELS, TcpMetrics } from './metrics.ts'
 export { DEFAULT_MSS, GWLB_INNER_MTU, gwlbMss } from './options.ts'
