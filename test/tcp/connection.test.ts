@@ -803,3 +803,29 @@ test('a fast retransmission never carries bytes beyond SND.MAX (found by simulat
   t.is(tail[0]!.payload.length, 300)
   t.is(c.conn.sndMax, seqAdd(S1, 1300))
 })
+
+test('close() before the handshake completes queues the FIN after the data (like net.Socket.end())', (t) => {
+  const c = new Ctx({ timestamps: false, sack: false, windowScaling: false })
+  c.conn.openActive(ISS)
+  c.take()
+  c.conn.write(bytes(10))
+  c.conn.close()
+  t.is(c.conn.state, State.SYN_SENT)
+  c.conn.input(c.seg({ seq: IRS, ack: S1, flags: Flag.SYN | Flag.ACK, mss: 1000 }))
+  t.is(c.conn.state, State.FIN_WAIT_1)
+  const out = c.take()
+  const data = out.find((s) => s.payload.length === 10)!
+  t.is(data.seq, S1)
+  t.true(
+    out.some(
+      (s) => s.flags & Flag.FIN && s.seq === seqAdd(S1, 10 - (s.payload.length ? s.payload.length : 0)),
+    ),
+  )
+  // abort() is how a not-yet-connected attempt is abandoned.
+  const d = new Ctx()
+  d.conn.openActive(ISS)
+  d.take()
+  d.conn.abort()
+  t.is(d.conn.state, State.CLOSED)
+  t.is(d.take().length, 0, 'no RST before anything was synchronized')
+})

@@ -6,12 +6,12 @@ import { once } from 'node:events'
 import { pipeline } from 'node:stream/promises'
 import test from 'ava'
 import { FakeClock, SeededRandom } from '../../appliance/src/tcp/clock.ts'
-import type { TcpConfig } from '../../appliance/src/tcp/connection.ts'
+import { resetFor, type TcpConfig } from '../../appliance/src/tcp/connection.ts'
 import type { TcpError } from '../../appliance/src/tcp/errors.ts'
-import type { TcpRepr } from '../../appliance/src/tcp/segment.ts'
-import { type FourTuple, TcpStack } from '../../appliance/src/tcp/stack.ts'
+import { Flag, type TcpRepr } from '../../appliance/src/tcp/segment.ts'
+import { type FourTuple, TcpStack, tupleKey } from '../../appliance/src/tcp/stack.ts'
 import { State } from '../../appliance/src/tcp/state.ts'
-import { type TcpSocket, tcpConnect, tcpListen } from '../../appliance/src/tcp/stream.ts'
+import { type TcpSocket, tcpAccept, tcpConnect, tcpListen } from '../../appliance/src/tcp/stream.ts'
 
 class Link {
   readonly clock = new FakeClock(0)
@@ -193,4 +193,124 @@ test('streams compose: pipeline through the stack is byte-exact', async (t) => {
   )
   t.is(sha(await got), sha(data))
   l.stop()
+})
+
+// The shape issue 4 item 2 will take: a proxy stack in the middle that answers the client as the server
+// and connects to the server as the client. Upstream first: the client's SYN is held until the server has
+// accepted; a refusal is passed on as RST. This shows the API the data plane will plug into.
+const flip = (t: FourTuple): FourTuple => ({
+  localAddr: t.remoteAddr,
+  localPort: t.remotePort,
+  remoteAddr: t.localAddr,
+  remotePort: t.localPort,
+})
+
+class ProxyNet {
+  readonly clock = new FakeClock(0)
+  readonly client: TcpStack
+  readonly proxy: TcpStack
+  readonly server: TcpStack
+  #queue: (() => void)[] = []
+  #running = true
+  readonly #pending = new Set<string>()
+  readonly relayed: Promise<void>[] = []
+  constructor() {
+    const rnd = (n: number) => new SeededRandom(n)
+    // Everything the client and the server send passes through the proxy (as GWLB would deliver it).
+    this.client = new TcpStack({
+      clock: this.clock,
+      random: rnd(1),
+      output: (t, s) => this.#queue.push(() => this.#atProxy(flip(t), s)),
+    })
+    this.server = new TcpStack({
+      clock: this.clock,
+      random: rnd(3),
+      output: (t, s) => this.#queue.push(() => this.#atProxy(flip(t), s)),
+    })
+    this.proxy = new TcpStack({
+      clock: this.clock,
+      random: rnd(2),
+      resetUnknown: false,
+      output: (t, s) => {
+        const to = t.remoteAddr === 'client' ? this.client : this.server
+        this.#queue.push(() => to.input(flip(t), s))
+      },
+    })
+    const tick = () => {
+      if (!this.#running) return
+      const q = this.#queue
+      this.#queue = []
+      for (const f of q) f()
+      if (!q.length) this.clock.advance(1)
+      setImmediate(tick)
+    }
+    setImmediate(tick)
+  }
+  #atProxy(tuple: FourTuple, seg: TcpRepr): void {
+    const isNewSyn = seg.flags === Flag.SYN && !this.proxy.get(tuple)
+    if (!isNewSyn) {
+      this.proxy.input(tuple, seg)
+      return
+    }
+    if (tuple.localAddr !== 'server') return // only client-side SYNs start a flow
+    const key = tupleKey(tuple)
+    if (this.#pending.has(key)) return // a retransmitted SYN while upstream is still connecting
+    this.#pending.add(key)
+    // Hold the SYN; connect upstream as the client (the client's address and port).
+    const upstream = tcpConnect(this.proxy, {
+      localAddr: tuple.remoteAddr,
+      localPort: tuple.remotePort,
+      remoteAddr: tuple.localAddr,
+      remotePort: tuple.localPort,
+    })
+    upstream.once('connect', () => {
+      const down = tcpAccept(this.proxy, tuple, seg)!
+      this.relayed.push(Promise.all([pipeline(down, upstream), pipeline(upstream, down)]).then(() => {}))
+    })
+    upstream.once('error', () => {
+      // Refused upstream: the client sees the RST the server would have sent.
+      const rst = resetFor(seg)!
+      this.#queue.push(() => this.client.input(flip(tuple), rst))
+    })
+  }
+  stop(): void {
+    this.#running = false
+  }
+}
+
+test('proxy shape: upstream first, both directions relayed through two user-space connections', async (t) => {
+  const n = new ProxyNet()
+  let serverSaw: string | undefined
+  tcpListen(n.server, { localAddr: 'server', localPort: 443 }, (s) => {
+    serverSaw = `${s.remoteAddress}:${s.remotePort}`
+    const got: Buffer[] = []
+    s.on('data', (d: Buffer) => got.push(d))
+    s.on('end', () => s.end(Buffer.concat([Buffer.from('reply:'), ...got])))
+  })
+  const c = tcpConnect(n.client, {
+    localAddr: 'client',
+    localPort: 50_000,
+    remoteAddr: 'server',
+    remotePort: 443,
+  })
+  const body = random(200_000, 5)
+  c.end(body)
+  const reply = await readAll(c)
+  t.is(serverSaw, 'client:50000', 'the server sees the real client address')
+  t.is(sha(reply), sha(Buffer.concat([Buffer.from('reply:'), body])))
+  t.is(n.proxy.metrics.connectionsOpened, 2)
+  n.stop()
+})
+
+test('proxy shape: a refused upstream is refused to the client', async (t) => {
+  const n = new ProxyNet()
+  const c = tcpConnect(n.client, {
+    localAddr: 'client',
+    localPort: 50_001,
+    remoteAddr: 'server',
+    remotePort: 444,
+  })
+  const [e] = (await once(c, 'error')) as [TcpError]
+  t.is(e.errno, 'ECONNREFUSED')
+  n.stop()
 })

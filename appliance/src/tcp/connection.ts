@@ -271,13 +271,14 @@ export class Connection {
   close(): void {
     switch (this.state) {
       case State.LISTEN:
-      case State.SYN_SENT:
-        // "Delete the TCB and return "error: closing" responses to any queued SENDs".
         this.#finish(undefined)
         return
+      case State.SYN_SENT:
       case State.SYN_RECEIVED:
-        // "If no SENDs have been issued ... enter FIN-WAIT-1 state; otherwise, queue for processing after
-        // entering ESTABLISHED state." We always queue: the FIN goes out once the handshake is done.
+        // SYN-RECEIVED: "If no SENDs have been issued ... enter FIN-WAIT-1 state; otherwise, queue for processing
+        // after entering ESTABLISHED state." We always queue, and in SYN-SENT too (where RFC 9293 deletes the
+        // TCB): like net.Socket, end() before the connection is up means "send this, then FIN", not "abandon";
+        // abort() abandons.
         this.#closeRequested = true
         return
       case State.ESTABLISHED:
