@@ -829,3 +829,21 @@ test('close() before the handshake completes queues the FIN after the data (like
   t.is(d.conn.state, State.CLOSED)
   t.is(d.take().length, 0, 'no RST before anything was synchronized')
 })
+
+test('close() in SYN-RECEIVED, then the handshake ACK arrives with the peer FIN: CLOSE-WAIT → LAST-ACK (simulator seed 21522)', (t) => {
+  const c = new Ctx()
+  c.conn.listen(ISS)
+  c.conn.input(c.seg({ seq: IRS, flags: Flag.SYN }))
+  c.take()
+  c.conn.close()
+  t.is(c.conn.state, State.SYN_RECEIVED)
+  c.input({ seq: R1, ack: S1, flags: Flag.ACK | Flag.FIN })
+  t.is(c.conn.state, State.LAST_ACK)
+  t.true(c.eof)
+  const fin = c.take().find((s) => s.flags & Flag.FIN)!
+  t.is(fin.seq, S1)
+  t.is(fin.ack, seqAdd(R1, 1))
+  c.input({ seq: seqAdd(R1, 1), ack: seqAdd(S1, 1) })
+  t.is(c.conn.state, State.CLOSED)
+  t.is(c.error, undefined)
+})

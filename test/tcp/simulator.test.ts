@@ -56,6 +56,7 @@ test('the CI profile covers loss, duplication, truncation, jitter, simultaneous 
   t.true(s.some((x) => x.simultaneousOpen))
   t.true(s.some((x) => x.slowReaderA && x.slowReaderB))
   t.true(s.some((x) => x.halfCloseFirst))
+  t.true(s.some((x) => x.earlyWrite && x.simultaneousOpen))
   t.true(s.some((x) => x.aToB > 100_000))
   t.true(s.some((x) => x.aToB === 0))
   t.true(s.some((x) => x.configA.timestamps === false && x.configB.sack === false))

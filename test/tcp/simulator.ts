@@ -32,6 +32,8 @@ export interface Scenario {
   /** Applications read slowly: a chunk every readEveryMs, so receive windows fill and close. */
   slowReaderA: boolean
   slowReaderB: boolean
+  /** A writes everything and closes right after connect(), before the handshake completes. */
+  earlyWrite: boolean
 }
 
 export interface SimResult {
@@ -97,6 +99,7 @@ export function scenarioFor(seed: number, profile: 'ci' | 'harsh' = 'ci'): Scena
     simultaneousOpen: r.float() < 0.08,
     slowReaderA: r.float() < 0.25,
     slowReaderB: r.float() < 0.25,
+    earlyWrite: r.float() < 0.15,
   }
 }
 
@@ -217,11 +220,11 @@ export function runSeed(
   const a = mkSide('A', sc.aToB, sc.slowReaderA, sc.configA)
   const b = mkSide('B', sc.bToA, sc.slowReaderB, sc.configB)
 
-  const pump = (s: Side) => {
+  const pump = (s: Side, early = false) => {
     const c = s.conn
     if (!c || c.closed) return
     const st = c.state
-    if (st !== State.ESTABLISHED && st !== State.CLOSE_WAIT) return
+    if (!early && st !== State.ESTABLISHED && st !== State.CLOSE_WAIT) return
     while (s.sent < s.toSend.length) {
       const n = Math.min(rnd.int(1, 20_000), s.toSend.length - s.sent)
       const chunk = s.toSend.subarray(s.sent, s.sent + n)
@@ -288,6 +291,7 @@ export function runSeed(
       })
       a.conn = a.stack.connect(a.tuple, events(a))
     }
+    if (sc.earlyWrite) pump(a, true)
     for (let steps = 0; ; steps++) {
       if (clock.now() - 1_000_000 > SIM_LIMIT_MS) return fail('did not finish within 4 simulated hours')
       // Events without time passing: an ACK war or a timer re-arming itself at zero delay.

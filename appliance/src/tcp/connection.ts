@@ -354,10 +354,11 @@ export class Connection {
 
   #afterInput(): void {
     if (this.state === State.CLOSED) return
-    if (this.#closeRequested && isSynchronized(this.state) && this.state === State.ESTABLISHED) {
+    // A close() queued during the handshake: the connection may be ESTABLISHED or, if the peer's FIN came
+    // with the handshake-completing ACK, already CLOSE-WAIT.
+    if (this.#closeRequested && isSynchronized(this.state)) {
       this.#closeRequested = false
-      this.#queueFin()
-      this.#setState(State.FIN_WAIT_1)
+      this.close()
     }
     this.#output()
     if (this.#ackNow) this.#sendAck()
