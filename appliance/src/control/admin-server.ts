@@ -2,7 +2,7 @@
 // (the bearer token) and accepts configuration: it speaks TLS when given a serving certificate (the
 // chart's default), and plain HTTP only when told to (tests, a laptop).
 import { readFileSync } from 'node:fs'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify'
 import type { Logger } from 'pino'
 import type { ConfigBundle } from '../../../policy/src/bundle.ts'
 import type { CheckedPolicy } from '../../../policy/src/validate.ts'
@@ -27,8 +27,11 @@ export async function startAdminServer(o: AdminServerOptions): Promise<FastifyIn
   // The key is read into memory once; it is never logged or copied elsewhere.
   const https = o.tlsCert && o.tlsKey ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } : null
   const app = (https
-    ? Fastify({ loggerInstance, disableRequestLogging: true, https })
-    : Fastify({ loggerInstance, disableRequestLogging: true })) as unknown as FastifyInstance
+    ? Fastify({ loggerInstance, logController: new LogController({ disableRequestLogging: true }), https })
+    : Fastify({
+        loggerInstance,
+        logController: new LogController({ disableRequestLogging: true }),
+      })) as unknown as FastifyInstance
   const tokens = new TokenFile({ path: o.tokenFile })
   await app.register(adminApi, {
     tokens,

@@ -1,6 +1,11 @@
 // The appliance's HTTP control surface (fastify): health for GWLB and Kubernetes, Prometheus metrics,
 // and whatever plugins the caller registers (the admin API).
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  LogController,
+} from 'fastify'
 import type { Logger } from 'pino'
 import { type HealthInputs, health } from './health.ts'
 import type { ApplianceMetrics } from './metrics.ts'
@@ -17,7 +22,7 @@ export interface ControlServerOptions {
 export async function startControlServer(opts: ControlServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: opts.logger.child({ component: 'control' }) as FastifyBaseLogger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
   })
   const probe = async (_req: unknown, reply: { code(n: number): { send(b: unknown): unknown } }) => {
     const h = health(opts.state())
