@@ -14,6 +14,7 @@
 //   npm run bench -- packet-io        (root for the native backend: it needs a raw socket)
 //   SECONDS=2 ROUNDS=5 SIZES=100,1400 npm run bench -- packet-io
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -50,10 +51,10 @@ function has(cmd: string, args: string[]): boolean {
     return false
   }
 }
-const onCpu = (cpu: number, cmd: string, args: string[]): [string, string[]] => {
+const onCpu = (cpu: number, cmd: string, args: string[], realtime = true): [string, string[]] => {
   let line = [cmd, ...args]
   if (pin) line = ['taskset', '-c', String(cpu), ...line]
-  if (rt) line = ['chrt', '-f', '50', ...line]
+  if (rt && realtime) line = ['chrt', '-f', '50', ...line]
   return [line[0]!, line.slice(1)]
 }
 
@@ -68,6 +69,10 @@ setTimeout(() => process.exit(0), 120000).unref()
 interface Target {
   name: string
   cmd(addr: string): [string, string[]]
+  /** what its output says when it is ready (default: "listening") */
+  ready?: RegExp
+  /** run it SCHED_FIFO when the bench does (default true) */
+  realtime?: boolean
 }
 
 const echoAppliance = join(root, 'test/support/echo-appliance.ts')
@@ -92,25 +97,79 @@ const targets: Target[] = [
     ],
   },
 ]
+// The real appliance (`flowgate appliance`): parse, flow table, fast-path verdict with a 1,000-rule
+// bundle loaded, reply the GWLB way. Its rules do not match the generator's UDP flows until the last one,
+// so each new flow walks the whole bundle; established flows take the flow-table path like real traffic.
+const policyFile = join(tmpdir(), `flowgate-bench-policies-${process.pid}.yaml`)
+writeFileSync(
+  policyFile,
+  Array.from({ length: 10 }, (_, p) => {
+    const rules = Array.from({ length: 100 }, (_, r) => {
+      const net = `172.${16 + p}.${r}.0/24`
+      return `    - { name: r${r}, when: { destinations: ["${net}"], protocols: [TCP, UDP], ports: ["${1000 + r}"] }, action: Deny }`
+    })
+    if (p === 9)
+      rules.push('    - { name: bench-flows, when: { protocols: [UDP], ports: ["5201"] }, action: Allow }')
+    return `apiVersion: flowgate.io/v1alpha1\nkind: FlowPolicy\nmetadata: { name: bench-${p} }\nspec:\n  priority: ${p}\n  rules:\n${rules.join('\n')}\n`
+  }).join('---\n'),
+)
+const flowgate = join(root, 'bin/flowgate.js')
+for (const io of ['native', 'dgram'] as const) {
+  targets.push({
+    name: `appliance-${io}`,
+    ready: /appliance started/,
+    // A whole Node process with worker threads: SCHED_FIFO pinned to one CPU starves its own helpers.
+    realtime: false,
+    cmd: (a) => [
+      process.execPath,
+      [
+        flowgate,
+        'appliance',
+        '--policies',
+        policyFile,
+        '--bind',
+        a,
+        '--geneve-port',
+        String(PORT),
+        '--http-port',
+        '0',
+        '--io',
+        io,
+        '--log-level',
+        'info',
+      ],
+    ],
+  })
+}
 if (process.getuid?.() !== 0) {
-  console.log('not root: skipping packetio-native (it needs CAP_NET_RAW for its raw socket)')
-  targets.splice(2, 1)
+  console.log(
+    'not root: skipping packetio-native and appliance-native (they need CAP_NET_RAW for a raw socket)',
+  )
+  for (const name of ['packetio-native', 'appliance-native'])
+    targets.splice(
+      targets.findIndex((t) => t.name === name),
+      1,
+    )
 }
 
 const live = new Set<ChildProcess>()
+// Whatever ends this process (an error included), no server it started may outlive it.
+process.on('exit', () => {
+  for (const c of live) c.kill('SIGKILL')
+})
 
 function startServer(t: Target, addr: string): Promise<ChildProcess> {
   const [c, a] = t.cmd(addr)
-  const [cmd, args] = onCpu(1, c, a)
+  const [cmd, args] = onCpu(1, c, a, t.realtime ?? true)
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] })
   live.add(child)
   child.on('exit', () => live.delete(child))
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${t.name} did not start`)), 10_000)
+    const timer = setTimeout(() => reject(new Error(`${t.name} did not start`)), 30_000)
     let out = ''
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString()
-      if (/listening/.test(out)) {
+      if ((t.ready ?? /listening/).test(out)) {
         clearTimeout(timer)
         resolve(child)
       }
