@@ -1,9 +1,9 @@
 // The authorizer webhook on the packet path: a real HTTPS authorizer (in this process, reachable from
 // the appliance namespace), the real appliance, curl through the GWLB stand-in.
-import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:https'
 import { join } from 'node:path'
+import { selfSignedCert } from '../support/certs.ts'
 import { LAB } from '../support/netns/gwlb-stand-in.ts'
 import { privilegedTest } from '../support/netns/privileges.ts'
 import { withAppliance } from './lab.ts'
@@ -46,29 +46,7 @@ spec:
     cacheSeconds: 30
 `,
           before: async (lab, dir) => {
-            execFileSync(
-              'openssl',
-              [
-                'req',
-                '-x509',
-                '-newkey',
-                'ec',
-                '-pkeyopt',
-                'ec_paramgen_curve:P-256',
-                '-nodes',
-                '-days',
-                '1',
-                '-subj',
-                '/CN=authorizer',
-                '-addext',
-                `subjectAltName=IP:${lab.gwlbAddr}`,
-                '-keyout',
-                join(dir, 'authz.key'),
-                '-out',
-                join(dir, 'authz.crt'),
-              ],
-              { stdio: 'ignore' },
-            )
+            selfSignedCert(dir, 'authz', '/CN=authorizer', `IP:${lab.gwlbAddr}`)
             const tlsOptions = {
               cert: readFileSync(join(dir, 'authz.crt')),
               key: readFileSync(join(dir, 'authz.key')),

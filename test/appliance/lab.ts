@@ -3,11 +3,11 @@
 // suites; everything is removed afterwards, whatever happens.
 
 import type { ChildProcess } from 'node:child_process'
-import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ExecutionContext } from 'ava'
+import { selfSignedCert } from '../support/certs.ts'
 import { GwlbLab, type StandInReport } from '../support/netns/gwlb-stand-in.ts'
 
 const FLOWGATE = new URL('../../bin/flowgate.js', import.meta.url).pathname
@@ -56,29 +56,7 @@ export async function withAppliance(
     const policies = join(dir, 'policies.yaml')
     writeFileSync(policies, typeof setup.policies === 'string' ? setup.policies : setup.policies(lab))
     // A certificate for the TLS server (a test fixture in a temp dir, removed below).
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=allowed.example',
-        '-addext',
-        'subjectAltName=DNS:allowed.example,DNS:denied.example',
-        '-keyout',
-        join(dir, 'server.key'),
-        '-out',
-        join(dir, 'server.crt'),
-      ],
-      { stdio: 'ignore' },
-    )
+    selfSignedCert(dir, 'server', '/CN=allowed.example', 'DNS:allowed.example,DNS:denied.example')
     await setup.before?.(lab, dir)
     await Promise.all([
       ...(setup.httpPorts ?? [8080, 8081]).map((port) =>

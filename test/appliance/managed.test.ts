@@ -1,6 +1,5 @@
 // Operator-managed mode: the real appliance with its admin API over TLS, driven over HTTPS as the
 // operator drives it; the last good bundle survives a restart.
-import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:https'
 import { tmpdir } from 'node:os'
@@ -11,6 +10,7 @@ import { gwlbDataplane } from '../../appliance/src/dataplane/gwlb-dataplane.ts'
 import { startAppliance } from '../../appliance/src/main.ts'
 import { compile } from '../../policy/src/bundle.ts'
 import { loadPolicyText } from '../../policy/src/load.ts'
+import { selfSignedCert } from '../support/certs.ts'
 
 const bundleOf = (file: string) => {
   const text = readFileSync(new URL(`../../examples/${file}`, import.meta.url), 'utf8')
@@ -19,29 +19,7 @@ const bundleOf = (file: string) => {
 
 function setup() {
   const dir = mkdtempSync(join(tmpdir(), 'flowgate-managed-'))
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-keyout',
-      join(dir, 'tls.key'),
-      '-out',
-      join(dir, 'tls.crt'),
-    ],
-    { stdio: 'ignore' },
-  )
+  selfSignedCert(dir, 'tls', '/CN=127.0.0.1', 'IP:127.0.0.1')
   writeFileSync(join(dir, 'token'), 'the-token\n')
   return dir
 }

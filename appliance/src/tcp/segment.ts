@@ -6,19 +6,11 @@
 //   window ← tcpWindow (raw, unscaled); mss/windowScale/sackPermitted/sack/timestamp ← TcpOptions
 //   (−1 there means absent, undefined here); payload ← bytes [payloadOff, payloadOff + payloadLen).
 
+import { TcpFlag } from '../wire/tcp.ts'
 import { type Seq, seqAdd } from './seq.ts'
 
-/** Flag bits as laid out in byte 13 of the TCP header (RFC 9293 §3.1). */
-export const Flag = {
-  FIN: 0x01,
-  SYN: 0x02,
-  RST: 0x04,
-  PSH: 0x08,
-  ACK: 0x10,
-  URG: 0x20,
-  ECE: 0x40,
-  CWR: 0x80,
-} as const
+/** Flag bits as laid out in byte 13 of the TCP header (RFC 9293 §3.1): the wire codec's, one definition. */
+export const Flag = TcpFlag
 
 /** One SACK block (RFC 2018 §3): [left, right) in sequence space. */
 export interface SackBlock {
