@@ -98,6 +98,7 @@ export function renderSpec(p: CheckedPolicy): FlowPolicySpecT {
     if (Object.keys(when).length) rule.when = when
     if (r.http) rule.http = r.http
     if (r.packet) rule.packet = r.packet
+    if (r.tcpProxy) rule.tcpProxy = true
     return rule
   })
   if (p.authorizer) spec.authorizer = p.authorizer

@@ -38,6 +38,12 @@ export const RULE_VALIDATIONS: CelRule[] = [
     reason: 'FieldValueInvalid',
   },
   {
+    rule: "!has(self.tcpProxy) || !self.tcpProxy || self.action == 'Allow'",
+    message: 'tcpProxy relays allowed flows: use action Allow',
+    fieldPath: '.tcpProxy',
+    reason: 'FieldValueForbidden',
+  },
+  {
     rule: `!has(self.packet) || !(${L7_PRESENT})`,
     message: 'packet rules cannot be combined with L7 conditions',
     fieldPath: '.packet',

@@ -168,6 +168,12 @@ export const Rule = Type.Object(
     action: RuleActionEnum,
     http: Type.Optional(HttpHooks),
     packet: Type.Optional(PacketRules),
+    tcpProxy: Type.Optional(
+      Type.Boolean({
+        description:
+          'Allow only: terminate TCP in the appliance and relay it over a new connection to the server (normalizes TCP; the server still sees the client address)',
+      }),
+    ),
   },
   { additionalProperties: false },
 )

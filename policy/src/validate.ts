@@ -51,6 +51,8 @@ export interface CheckedRule {
   when: CheckedWhen
   http?: { onRequest?: string; onResponse?: string }
   packet?: PacketRulesT
+  /** relay the flow through the appliance's own TCP stack */
+  tcpProxy?: boolean
 }
 
 export interface CheckedPolicy {
@@ -499,6 +501,17 @@ function checkSemantics(doc: FlowPolicyT, errors: FieldError[], warnings: FieldE
         rp('http', 'set onRequest, onResponse or both')
       }
       checked.http = { ...rule.http }
+    }
+    if (rule.tcpProxy) {
+      if (rule.action !== 'Allow')
+        rp('tcpProxy', `tcpProxy relays allowed flows: use action Allow, not ${rule.action}`)
+      if (protocols?.some((p) => p !== 'TCP')) {
+        rp(
+          'tcpProxy',
+          `tcpProxy terminates TCP, but the rule also matches ${protocols.filter((p) => p !== 'TCP').join(', ')}`,
+        )
+      }
+      checked.tcpProxy = true
     }
     if (rule.packet) {
       const pk = rule.packet

@@ -40,6 +40,8 @@ export interface Entry {
   l7mask: number
   packet?: PacketRulesT
   http?: { onRequest?: string; onResponse?: string }
+  /** relay through the appliance's TCP stack (Allow only) */
+  tcpProxy?: boolean
 }
 
 function intersect<T>(a: T[] | undefined, b: T[] | undefined): T[] | undefined {
@@ -88,6 +90,11 @@ export function buildEntries(policies: readonly CheckedPolicy[]): Entry[] {
       // L7 conditions exist only on TCP; ports only on TCP and UDP.
       if (e.l7mask) protocols = intersect(protocols, ['TCP'])
       if (ports) protocols = intersect(protocols, ['TCP', 'UDP'])
+      // A TCP relay applies to TCP flows only.
+      if (rule?.tcpProxy) {
+        e.tcpProxy = true
+        protocols = intersect(protocols, ['TCP'])
+      }
       const empty = [endpoints, sources, destinations, protocols, ports].some((x) => x?.length === 0)
       if (empty) return // can never match; the validator reports these
       if (endpoints) e.endpoints = endpoints
