@@ -55,6 +55,8 @@ export interface HoldOptions {
   maxHeldBytesPerFlow: number
   /** flows held at once; more are decided at once as if they showed nothing */
   maxFlows: number
+  /** bytes held across all flows (streams and datagrams); past it, a flow is decided as overflow */
+  maxTotalBytes: number
 }
 
 export const HOLD_DEFAULTS: HoldOptions = {
@@ -62,7 +64,11 @@ export const HOLD_DEFAULTS: HoldOptions = {
   maxStreamBytes: MAX_CLIENT_HELLO,
   maxHeldBytesPerFlow: 4 * MAX_CLIENT_HELLO,
   maxFlows: 16_384,
+  maxTotalBytes: 64 * 1024 * 1024,
 }
+
+// Most ClientHellos and request heads fit here; the stream grows by doubling up to maxStreamBytes.
+const INITIAL_STREAM_BYTES = 2048
 
 export type L7Facts = Pick<FlowFacts, 'sni' | 'host' | 'method' | 'path' | 'headers'>
 
@@ -77,6 +83,8 @@ export class PeekHolds {
   readonly options: HoldOptions
   readonly results = new Float64Array(PEEK_RESULTS.length)
   private readonly byFlow = new Map<number, Held>()
+  /** bytes of every held stream buffer and datagram */
+  private totalBytes = 0
   private readonly hello = new ClientHelloInfo()
   private readonly request = new HttpRequestInfo()
 
@@ -86,6 +94,11 @@ export class PeekHolds {
 
   get size(): number {
     return this.byFlow.size
+  }
+
+  /** bytes held now, across flows */
+  get bytes(): number {
+    return this.totalBytes
   }
 
   get(flow: number, gen: number): Held | undefined {
@@ -109,7 +122,6 @@ export class PeekHolds {
     if (!h) {
       if (this.byFlow.size >= this.options.maxFlows) {
         const held = this.start(flow, gen, now, l4())
-        this.byFlow.delete(flow)
         return this.finish(held, 'overflow', NO_L7)
       }
       h = this.start(flow, gen, now, l4())
@@ -117,7 +129,9 @@ export class PeekHolds {
     const datagram = Buffer.from(p.buf.subarray(0, p.ipEnd))
     h.packets.push({ bytes: datagram, path: { ...path } })
     h.heldBytes += datagram.length
+    this.totalBytes += datagram.length
     if (h.nextSeq === -1 || p.tcpSeq === h.nextSeq) {
+      this.ensureRoom(h, p.payloadLen)
       const room = h.stream.length - h.streamLen
       const n = Math.min(room, p.payloadLen)
       p.buf.copy(h.stream, h.streamLen, p.payloadOff, p.payloadOff + n)
@@ -125,8 +139,9 @@ export class PeekHolds {
       h.nextSeq = (p.tcpSeq + p.payloadLen) >>> 0
     }
     const step = this.read(h)
-    if (step.kind === 'waiting' && h.heldBytes > this.options.maxHeldBytesPerFlow)
-      return this.finish(h, 'overflow', NO_L7)
+    const overBudget =
+      h.heldBytes > this.options.maxHeldBytesPerFlow || this.totalBytes > this.options.maxTotalBytes
+    if (step.kind === 'waiting' && overBudget) return this.finish(h, 'overflow', NO_L7)
     return step
   }
 
@@ -146,7 +161,26 @@ export class PeekHolds {
   }
 
   drop(flow: number): void {
-    this.byFlow.delete(flow)
+    const h = this.byFlow.get(flow)
+    if (h) this.release(h)
+  }
+
+  /** Grows the stream buffer (doubling, up to maxStreamBytes) to take `more` bytes if it can. */
+  private ensureRoom(h: Held, more: number): void {
+    const want = Math.min(this.options.maxStreamBytes, h.streamLen + more)
+    if (want <= h.stream.length) return
+    let size = h.stream.length
+    while (size < want) size *= 2
+    size = Math.min(size, this.options.maxStreamBytes)
+    const next = Buffer.allocUnsafe(size)
+    h.stream.copy(next, 0, 0, h.streamLen)
+    this.totalBytes += size - h.stream.length
+    h.stream = next
+  }
+
+  private release(h: Held): void {
+    this.byFlow.delete(h.flow)
+    this.totalBytes -= h.stream.length + h.heldBytes
   }
 
   private start(flow: number, gen: number, now: number, l4: FlowFacts): Held {
@@ -155,18 +189,19 @@ export class PeekHolds {
       gen,
       since: now,
       l4,
-      stream: Buffer.alloc(this.options.maxStreamBytes),
+      stream: Buffer.allocUnsafe(Math.min(INITIAL_STREAM_BYTES, this.options.maxStreamBytes)),
       streamLen: 0,
       nextSeq: -1,
       packets: [],
       heldBytes: 0,
     }
     this.byFlow.set(flow, h)
+    this.totalBytes += h.stream.length
     return h
   }
 
   private finish(h: Held, result: PeekResult, facts: L7Facts): HoldStep {
-    this.byFlow.delete(h.flow)
+    this.release(h)
     this.results[PEEK_RESULTS.indexOf(result)]!++
     return { kind: 'decide', result, facts, held: h }
   }
@@ -195,7 +230,7 @@ export class PeekHolds {
       if (http === Peek.malformed) return this.finish(h, 'malformed', NO_L7)
       if (http === Peek.notMatched) return this.finish(h, 'unknown', NO_L7)
     }
-    if (h.streamLen >= h.stream.length) return this.finish(h, 'overflow', NO_L7)
+    if (h.streamLen >= this.options.maxStreamBytes) return this.finish(h, 'overflow', NO_L7)
     return { kind: 'waiting' }
   }
 }
