@@ -113,3 +113,110 @@ export function buildReturnDatagram(
   out.set(inner.subarray(innerOff, innerOff + innerLen), geneveLen)
   return geneveLen + innerLen
 }
+
+/** The fields of a TCP segment the encoder writes; structurally the TCP stack's `TcpRepr` (tcp/segment.ts). */
+export interface TcpSegmentFields {
+  srcPort: number
+  dstPort: number
+  seq: number
+  ack: number
+  flags: number
+  /** raw 16-bit window field */
+  window: number
+  mss?: number | undefined
+  windowScale?: number | undefined
+  sackPermitted?: boolean | undefined
+  sack?: readonly { readonly left: number; readonly right: number }[] | undefined
+  timestamp?: { readonly val: number; readonly ecr: number } | undefined
+  payload: Uint8Array
+}
+
+/** Bytes of TCP options writeTcpOptions emits for seg (a multiple of 4, ≤ 40). */
+function writeTcpOptions(out: Uint8Array, o: number, seg: TcpSegmentFields): number {
+  let i = o
+  if (seg.mss !== undefined) {
+    out[i++] = 2
+    out[i++] = 4
+    out[i++] = (seg.mss >> 8) & 0xff
+    out[i++] = seg.mss & 0xff
+  }
+  if (seg.timestamp) {
+    if (seg.sackPermitted) {
+      out[i++] = 4
+      out[i++] = 2
+    } else {
+      out[i++] = 1
+      out[i++] = 1
+    }
+    out[i++] = 8
+    out[i++] = 10
+    putU32(out, i, seg.timestamp.val)
+    putU32(out, i + 4, seg.timestamp.ecr)
+    i += 8
+  } else if (seg.sackPermitted) {
+    out[i++] = 1
+    out[i++] = 1
+    out[i++] = 4
+    out[i++] = 2
+  }
+  if (seg.windowScale !== undefined) {
+    out[i++] = 1
+    out[i++] = 3
+    out[i++] = 3
+    out[i++] = seg.windowScale
+  }
+  const sack = seg.sack
+  if (sack && sack.length > 0) {
+    // What fits in the 40 bytes of option space after the rest (RFC 2018 §3: 4 blocks, 3 beside timestamps).
+    const n = Math.min(sack.length, Math.floor((40 - (i - o) - 4) / 8))
+    if (n > 0) {
+      out[i++] = 1
+      out[i++] = 1
+      out[i++] = 5
+      out[i++] = 2 + 8 * n
+      for (let k = 0; k < n; k++) {
+        putU32(out, i, sack[k]!.left)
+        putU32(out, i + 4, sack[k]!.right)
+        i += 8
+      }
+    }
+  }
+  return i - o
+}
+
+/**
+ * A whole Geneve datagram carrying one TCP segment from `src` to `dst` (4 or 16 address bytes): the Geneve
+ * header given (the flow's, byte for byte), an IPv4 (DF) or IPv6 header, the TCP header with seg's options
+ * (MSS, SACK-permitted, timestamps, window scale, SACK) and payload, both checksums filled. Returns the
+ * datagram length, or 0 when it does not fit in out.
+ */
+export function buildTcpSegment(
+  geneve: Uint8Array,
+  family: 4 | 6,
+  src: Uint8Array,
+  dst: Uint8Array,
+  seg: TcpSegmentFields,
+  out: Uint8Array,
+): number {
+  const g = geneve.length
+  const ipLen = family === 4 ? 20 : 40
+  // Options first into their place, to know the header length.
+  const t = g + ipLen
+  if (t + 60 + seg.payload.length > out.length) return 0
+  out.set(geneve, 0)
+  const optLen = writeTcpOptions(out, t + 20, seg)
+  const tcpLen = 20 + optLen + seg.payload.length
+  if (family === 4) writeIpv4Header(out, g, 6, ipLen + tcpLen, src, 0, dst, 0)
+  else writeIpv6Header(out, g, 6, tcpLen, src, 0, dst, 0)
+  writeTcp(out, t, seg.srcPort, seg.dstPort, seg.seq >>> 0, seg.ack >>> 0, seg.flags)
+  out[t + 12] = ((20 + optLen) / 4) << 4
+  out[t + 14] = (seg.window >> 8) & 0xff
+  out[t + 15] = seg.window & 0xff
+  out.set(seg.payload, t + 20 + optLen)
+  const ps =
+    family === 4 ? pseudoSum4(out, g + 12, g + 16, 6, tcpLen) : pseudoSum6(out, g + 8, g + 24, 6, tcpLen)
+  const c = checksum(out, t, tcpLen, ps)
+  out[t + 16] = c >> 8
+  out[t + 17] = c & 0xff
+  return t + tcpLen
+}
