@@ -63,6 +63,19 @@ export interface FlowTableOptions {
   geneveInline?: number
   /** hash seed; random by default */
   seed?: number
+  /**
+   * Called when flow i leaves the table, while its columns (key, counters, decision) are still readable
+   * and before its entry number can be reused: for flow records.
+   */
+  onRemove?: (i: number, reason: RemoveReason) => void
+}
+
+/** Why a flow left the table: idle timeout (or the shortened one after FIN/RST), pressure, or a caller. */
+export type RemoveReason = 'expired' | 'evicted' | 'removed'
+
+/** TCP flags as VPC Flow Logs report them: FIN 1, SYN 2, RST 4, and 16 (ACK) only on a SYN-ACK (18). */
+export function vpcTcpFlags(tcpFlags: number): number {
+  return (tcpFlags & 0x07) | ((tcpFlags & 0x12) === 0x12 ? 0x10 : 0)
 }
 
 const TCP = 6
@@ -98,6 +111,7 @@ export class FlowTable {
   readonly geneveInline: number
   readonly now: () => number
   private readonly seed: number
+  private readonly onRemove: ((i: number, reason: RemoveReason) => void) | undefined
 
   // per-entry columns
   readonly keys: Uint32Array
@@ -115,6 +129,8 @@ export class FlowTable {
   /** packets per direction: [2i] orig, [2i+1] reply */
   readonly packets: Float64Array
   readonly bytes: Float64Array
+  /** TCP flags seen, in VPC Flow Logs' encoding (vpcTcpFlags), OR-ed; flow records may clear it */
+  readonly tcpFlags: Uint8Array
   /** latest outer source (the GWLB node) as IPv4 u32 and UDP port */
   readonly outerIp: Uint32Array
   readonly outerPort: Uint16Array
@@ -149,6 +165,7 @@ export class FlowTable {
     this.protectActiveMs = o.protectActiveMs ?? 30_000
     this.evictionSample = o.evictionSample ?? 16
     this.geneveInline = o.geneveInline ?? 40
+    this.onRemove = o.onRemove
     this.seed = (o.seed ?? (Math.random() * 0x100000000) >>> 0) | 0
     this.keys = new Uint32Array(cap * KEY_WORDS)
     this.hashes = new Uint32Array(cap)
@@ -161,6 +178,7 @@ export class FlowTable {
     this.last = new Float64Array(cap)
     this.packets = new Float64Array(cap * 2)
     this.bytes = new Float64Array(cap * 2)
+    this.tcpFlags = new Uint8Array(cap)
     this.outerIp = new Uint32Array(cap)
     this.outerPort = new Uint16Array(cap)
     this.geneve = new Uint8Array(cap * this.geneveInline)
@@ -283,6 +301,7 @@ export class FlowTable {
     this.last[i] = now
     this.packets[2 * i] = this.packets[2 * i + 1] = 0
     this.bytes[2 * i] = this.bytes[2 * i + 1] = 0
+    this.tcpFlags[i] = 0
     this.outerIp[i] = 0
     this.outerPort[i] = 0
     this.geneveLen[i] = 0
@@ -302,6 +321,7 @@ export class FlowTable {
     this.last[i] = now
     let st = this.state[i]! | (dir === 0 ? FlowState.seenOrig : FlowState.seenReply)
     if (tcpFlags !== 0) {
+      this.tcpFlags[i]! |= vpcTcpFlags(tcpFlags)
       if (tcpFlags & 0x02) st |= FlowState.syn
       if (tcpFlags & 0x01) st |= dir === 0 ? FlowState.finOrig : FlowState.finReply
       if (tcpFlags & 0x04) st |= FlowState.rst
@@ -339,8 +359,9 @@ export class FlowTable {
     return i >= 0 && i < this.capacity && (this.state[i]! & FlowState.used) !== 0
   }
 
-  remove(i: number): void {
+  remove(i: number, reason: RemoveReason = 'removed'): void {
     if (!this.isLive(i)) return
+    this.onRemove?.(i, reason)
     const slots = this.slots
     const mask = this.mask
     let s = this.hashes[i]! & mask
@@ -378,7 +399,7 @@ export class FlowTable {
     let c = this.sweepCursor
     for (let n = 0; n < budget && n < cap; n++) {
       if (this.state[c]! & FlowState.used && this.isExpired(c, now)) {
-        this.remove(c)
+        this.remove(c, 'expired')
         this.stats.expired++
         removed++
       }
@@ -416,7 +437,7 @@ export class FlowTable {
     this.evictCursor = c
     if (best < 0) return false
     if (bestClass === FlowClass.assured && now - bestLast < this.protectActiveMs) return false
-    this.remove(best)
+    this.remove(best, 'evicted')
     this.stats.evicted++
     return true
   }
