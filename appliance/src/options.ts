@@ -24,6 +24,8 @@ export const APPLIANCE_USAGE = [
   '  --flow-capacity N        flows tracked at most (default 262144)',
   "  --tcp-idle-seconds N     TCP flow idle timeout; match the GWLB's (default 350)",
   '  --idle-seconds N         idle timeout of other flows (default 120)',
+  '  --flow-log FILE|-        flow records (JSON lines, VPC Flow Logs v5 field names) to FILE or stdout (default off)',
+  '  --flow-log-interval-seconds N   a record per long-lived flow this often (default 60)',
   '  --log-level LEVEL        pino level (default info)',
 ].join('\n')
 
@@ -41,6 +43,9 @@ export interface ApplianceCliOptions {
   flowCapacity: number
   tcpIdleSeconds: number
   idleSeconds: number
+  /** file path or `-` for stdout */
+  flowLog?: string
+  flowLogIntervalSeconds: number
   logLevel: string
 }
 
@@ -89,6 +94,8 @@ export function parseApplianceArgs(args: string[]): ApplianceCliOptions {
         'flow-capacity': str,
         'tcp-idle-seconds': str,
         'idle-seconds': str,
+        'flow-log': str,
+        'flow-log-interval-seconds': str,
       },
     }).values
   } catch (err) {
@@ -129,8 +136,19 @@ export function parseApplianceArgs(args: string[]): ApplianceCliOptions {
     // GWLB's TCP idle timeout is 350 s and configurable from 60 to 6000 s (GWLB.md "Flows").
     tcpIdleSeconds: int('tcp-idle-seconds', values['tcp-idle-seconds'], 350, 60, 6000),
     idleSeconds: int('idle-seconds', values['idle-seconds'], 120, 10, 6000),
+    flowLogIntervalSeconds: int(
+      'flow-log-interval-seconds',
+      values['flow-log-interval-seconds'],
+      60,
+      1,
+      3600,
+    ),
     logLevel: values['log-level'] ?? 'info',
   }
+  if (values['flow-log'] === '') fail('--flow-log needs a file path, or - for stdout')
+  if (values['flow-log']) out.flowLog = values['flow-log']
+  else if (values['flow-log-interval-seconds'] !== undefined)
+    fail('--flow-log-interval-seconds goes with --flow-log')
   if (values.policies) out.policies = values.policies
   if (managed) {
     out.admin = {

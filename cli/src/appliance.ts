@@ -35,6 +35,7 @@ export const applianceCommand: Command = {
         tcpIdleMs: o.tcpIdleSeconds * 1000,
         otherIdleMs: o.idleSeconds * 1000,
         ...(o.upstreamCa ? { authorizerCa: readFileSync(o.upstreamCa) } : {}),
+        ...(o.flowLog ? { flowLog: { target: o.flowLog, intervalMs: o.flowLogIntervalSeconds * 1000 } } : {}),
       }),
       logger,
     })

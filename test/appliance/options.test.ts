@@ -35,6 +35,23 @@ test('standalone and operator-managed flags parse into one options object', (t) 
   t.deepEqual(m.ca, { cert: '/ca.crt', kms: { keyId: 'alias/fg', region: 'eu-west-1' } })
 })
 
+test('--flow-log: off by default; a file or - (stdout), with its interval', (t) => {
+  const off = parseApplianceArgs(['--policies', 'p'])
+  t.is(off.flowLog, undefined)
+  t.is(off.flowLogIntervalSeconds, 60)
+  t.like(parseApplianceArgs(['--policies', 'p', '--flow-log', '-']), { flowLog: '-' })
+  t.like(
+    parseApplianceArgs([
+      '--policies',
+      'p',
+      '--flow-log=/var/log/flows.jsonl',
+      '--flow-log-interval-seconds',
+      '10',
+    ]),
+    { flowLog: '/var/log/flows.jsonl', flowLogIntervalSeconds: 10 },
+  )
+})
+
 const usage: [string[], RegExp][] = [
   [[], /either --policies FILE/],
   [['--policies', 'p', '--admin-token-file', 't', '--state-dir', 's'], /either --policies FILE/],
@@ -48,6 +65,9 @@ const usage: [string[], RegExp][] = [
   [['--policies', 'p', '--drain-seconds=-1'], /--drain-seconds must be a whole number/],
   [['--policies', 'p', '--fleet-default', 'Maybe'], /--fleet-default must be one of/],
   [['--policies', 'p', '--nope'], /Unknown option '--nope'/],
+  [['--policies', 'p', '--flow-log='], /--flow-log needs a file path/],
+  [['--policies', 'p', '--flow-log-interval-seconds', '5'], /goes with --flow-log/],
+  [['--policies', 'p', '--flow-log', '-', '--flow-log-interval-seconds', '0'], /from 1 to 3600/],
   [
     ['--policies', 'p', '--tcp-idle-seconds', '30'],
     /--tcp-idle-seconds must be a whole number from 60 to 6000/,

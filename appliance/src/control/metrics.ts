@@ -29,6 +29,8 @@ export interface DataplaneStats {
   peeks: { names: readonly string[]; counts: Float64Array }
   /** authorizer webhook outcomes */
   authorizations: { names: readonly string[]; counts: Float64Array }
+  /** flow records [written, dropped] when --flow-log is on */
+  flowRecords?: Float64Array
 }
 
 export class ApplianceMetrics {
@@ -106,6 +108,17 @@ export class ApplianceMetrics {
         (s) => s.malformedReasons.slice(1),
         (s) => s.malformed.subarray(1),
       ),
+    )
+    mirror(
+      'flowgate_flow_records_total',
+      'Flow records written to the flow log, or dropped because its queue was full',
+      ['result'],
+      (c, s) => {
+        const n = s.flowRecords
+        if (!n) return
+        if (n[0]) c.inc({ result: 'written' }, n[0])
+        if (n[1]) c.inc({ result: 'dropped' }, n[1])
+      },
     )
     mirror('flowgate_peeks_total', 'First-bytes peeks of held flows, by result', ['result'], (c, s) => {
       for (const [i, result] of s.peeks.names.entries())

@@ -9,7 +9,8 @@ import { PolicyEngine } from '../../../policy/src/engine/index.ts'
 import type { DataplaneStats } from '../control/metrics.ts'
 import { DROP_REASONS, OUTCOMES, Outcome } from '../fastpath/counters.ts'
 import { FastPath, FastPathResult } from '../fastpath/fastpath.ts'
-import { FlowTable } from '../flow/table.ts'
+import { FlowTable, type RemoveReason } from '../flow/table.ts'
+import { FlowLog } from '../flowlog/index.ts'
 import { type PacketIO, type ReturnPath, type RxBatch, startPacketIO } from '../io/index.ts'
 import { buildRstToReceiver, buildRstToSender } from '../wire/build.ts'
 import { MALFORMED_REASONS } from '../wire/counters.ts'
@@ -30,6 +31,8 @@ export interface GwlbDataplaneOptions {
   authorizerCa?: string | Buffer
   /** flows waiting for the authorizer at once; more are decided by the policy's onError */
   maxAuthorizing?: number
+  /** flow records as JSON lines to a file or `-` (stdout); periodic ones every intervalMs (default 60 s) */
+  flowLog?: { target: string; intervalMs?: number }
 }
 
 interface Authorizing {
@@ -68,13 +71,23 @@ export class GwlbDataplane implements Dataplane {
   private readonly bytes = new Float64Array(2 * OUTCOMES.length)
   private readonly loopDrops = new Float64Array(LOOP_DROPS.length)
   private sweepTimer: NodeJS.Timeout | undefined
+  readonly flowLog: FlowLog | undefined
   private closed = false
   private failure = ''
   private warnedL7 = false
 
   private constructor(ctx: DataplaneContext, o: GwlbDataplaneOptions) {
     this.ctx = ctx
+    // Flow records (flowlog/): written from the table's columns when a flow ends and periodically.
+    if (o.flowLog) {
+      this.flowLog = FlowLog.open(o.flowLog.target, {
+        decisionOf: (i) => this.fastpath.decisionOf(i),
+        ...(o.flowLog.intervalMs ? { intervalMs: o.flowLog.intervalMs } : {}),
+      })
+    }
+    const log = this.flowLog
     this.flows = new FlowTable({
+      ...(log ? { onRemove: (i: number, why: RemoveReason) => log.onRemove(i, why) } : {}),
       capacity: o.flowCapacity ?? 262_144,
       ...(o.tcpIdleMs !== undefined ? { tcpIdleMs: o.tcpIdleMs } : {}),
       ...(o.otherIdleMs !== undefined ? { otherIdleMs: o.otherIdleMs } : {}),
@@ -82,6 +95,7 @@ export class GwlbDataplane implements Dataplane {
     // Without a policy nothing is allowed: health already fails, so GWLB should not send us flows.
     const engine = ctx.store.current?.engine ?? new PolicyEngine([], 'Deny')
     this.fastpath = new FastPath({ flows: this.flows, engine })
+    log?.attach(this.flows)
     this.holds = new PeekHolds(o.hold)
     this.authorizer = new AuthorizerClient(o.authorizerCa ? { ca: o.authorizerCa } : {})
     this.maxAuthorizing = o.maxAuthorizing ?? 16_384
@@ -126,6 +140,7 @@ export class GwlbDataplane implements Dataplane {
     clearInterval(this.sweepTimer)
     this.authorizer.close()
     await this.io?.close()
+    await this.flowLog?.close()
   }
 
   private onBatch(batch: RxBatch): void {
@@ -370,6 +385,7 @@ export class GwlbDataplane implements Dataplane {
       // Still needs the HTTP request of a TLS flow: only interception can tell.
       d = { ...d, kind: 'final', action: 'Inspect' }
     }
+    this.flowLog?.noteL7(h.flow, step.facts)
     const now = Date.now()
     if (d.action === 'Authorize' && d.entry?.policy.authorizer) {
       this.fastpath.setDecision(h.flow, d)
@@ -420,6 +436,7 @@ export class GwlbDataplane implements Dataplane {
   private sweep(now: number): void {
     try {
       this.flows.sweep(now)
+      this.flowLog?.tick(now)
       for (const step of this.holds.expire(now)) if (step.kind === 'decide') this.resolve(step)
     } catch (err) {
       this.ctx.log.error({ err }, 'sweep failed')
@@ -462,6 +479,7 @@ export class GwlbDataplane implements Dataplane {
       },
       peeks: { names: PEEK_RESULTS, counts: this.holds.results },
       authorizations: { names: AUTHORIZER_RESULTS, counts: this.authorizer.counts },
+      ...(this.flowLog?.writer ? { flowRecords: this.flowLog.writer.counts } : {}),
     }
   }
 }

@@ -16,6 +16,7 @@ import type { Decision } from '../../../policy/src/engine/index.ts'
 import { Verdict } from '../fastpath/counters.ts'
 import { FlowState, type FlowTable, type RemoveReason } from '../flow/table.ts'
 import { buildFlowRecord, type FlowL7, type FlowRecord, type RecordReason } from './record.ts'
+import { FlowLogWriter } from './writer.ts'
 
 export interface FlowLogOptions {
   /** where records go (FlowLogWriter.push); must not block */
@@ -46,12 +47,30 @@ export class FlowLog {
   private done = new Uint8Array(0)
   private readonly l7 = new Map<number, FlowL7>()
   private lastScan = 0
+  /** set when the log owns its output (FlowLog.open) */
+  writer: FlowLogWriter | undefined
 
   constructor(o: FlowLogOptions) {
     this.o = o
     this.intervalMs = o.intervalMs ?? 60_000
     this.quietMs = o.quietMs ?? 1000
     this.scanMs = o.scanMs ?? 1000
+  }
+
+  /** A log writing JSON lines to `target` (`-` is stdout, else a file appended to) through a bounded queue. */
+  static open(target: string, o: Omit<FlowLogOptions, 'sink'>): FlowLog {
+    const writer = FlowLogWriter.open(target)
+    const log = new FlowLog({ ...o, sink: (r) => writer.push(r) })
+    log.writer = writer
+    return log
+  }
+
+  /** On shutdown: a final record ('removed') for every flow still in the table, then the output closed. */
+  async close(): Promise<void> {
+    const f = this.flows
+    if (f)
+      for (const i of f.live()) if (!this.done[i] || this.hasNew(f, i)) this.emit(f, i, 'removed', f.last[i]!)
+    await this.writer?.close()
   }
 
   /** Binds the table (created with `onRemove: (i, r) => log.onRemove(i, r)`). */
