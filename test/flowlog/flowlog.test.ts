@@ -263,3 +263,18 @@ test('the writer: JSON lines to a file; past its bound it drops and counts inste
   t.is(s.written, 5, 'nothing more while the stream has not drained')
   t.is(s.dropped, 15, 'the queue holds 10; the rest are counted')
 })
+
+test('a flow idle past its timeout is reported by the scan, not only when the sweep gets to it', (t) => {
+  const { log, records, send, flows } = setup(64, 3_600_000) // no periodic record in the way
+  send(udp4(), T0)
+  send(rev(udp4()), T0 + 5)
+  log.tick(T0 + 5 + flows.otherIdleMs - 1000)
+  t.is(records.length, 0, 'not idle long enough')
+  log.tick(T0 + 5 + flows.otherIdleMs)
+  t.is(records.length, 1)
+  t.like(records[0], { packets: 2, 'record-reason': 'expired', action: 'ACCEPT', policy: null })
+  t.is(flows.size, 1, 'still in the table')
+  flows.sweep(T0 + 5 + flows.otherIdleMs)
+  t.is(flows.size, 0)
+  t.is(records.length, 1, 'its removal adds nothing: no packets since')
+})

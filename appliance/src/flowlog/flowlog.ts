@@ -1,6 +1,8 @@
 // When to write flow records, reading the flow table's columns: the final record when a flow ends, and a
 // periodic one for long-lived flows. A flow "ends" for the log at the first of:
-// - it leaves the table (idle timeout, eviction): FlowTable's onRemove, so within one sweep (250 ms);
+// - it is idle past its timeout: found by the scan below (every `scanMs`), since the table's own sweep
+//   walks only a slice of the table per tick and may reach the flow many seconds later;
+// - it leaves the table (eviction, or expiry before the scan saw it): FlowTable's onRemove;
 // - its TCP connection closed (FIN both ways, or a RST) or it was denied/rejected, and it has then been
 //   quiet for `quietMs` (so the last ACK and retransmitted FINs land in the same record): found by a scan
 //   every `scanMs`. The table keeps such flows for its closing timeout (30 s), far past the 5 s budget.
@@ -109,7 +111,12 @@ export class FlowLog {
     for (let i = 0; i < cap; i++) {
       const st = state[i]!
       if (!(st & FlowState.used)) continue
-      if (!this.done[i] && this.ended(f, i, st) && now - f.last[i]! >= this.quietMs) {
+      if (!this.done[i] && f.isExpired(i, now)) {
+        // Idle past its timeout: the table's sweep, which walks a slice of the table per tick, may take
+        // a while to get here, so the record does not wait for it.
+        this.emit(f, i, 'expired', now)
+        this.done[i] = 1
+      } else if (!this.done[i] && this.ended(f, i, st) && now - f.last[i]! >= this.quietMs) {
         this.emit(f, i, 'closed', now)
         this.done[i] = 1
       } else if (now - Math.max(f.created[i]!, this.reportedAt[i]!) >= this.intervalMs) {
