@@ -13,6 +13,19 @@ const netTest = privilegedTest(['root', 'tun', 'ip'])
 const POLICIES = `apiVersion: flowgate.io/v1alpha1
 kind: FlowPolicy
 metadata:
+  name: tls
+spec:
+  priority: 5
+  match: { protocols: [TCP], ports: ["8443"] }
+  rules:
+    - name: allowed
+      when: { sni: ["allowed.example"] }
+      action: Allow
+  defaultAction: Deny
+---
+apiVersion: flowgate.io/v1alpha1
+kind: FlowPolicy
+metadata:
   name: web
 spec:
   priority: 10
@@ -36,7 +49,7 @@ spec:
 `
 
 netTest(
-  'flow records: a page, a denied port and a ping, each written within 5 s of the flow ending',
+  'flow records: a page, a denied port, a TLS flow by SNI and a ping, each written within 5 s of its end',
   async (t) => {
     await withAppliance(
       t,
@@ -65,27 +78,45 @@ netTest(
           }
         }
 
+        // Each flow's record is awaited right after the flow ends, so the latency measured is its own.
         const page = await client('curl', ['-sS', '--max-time', '10', `http://${LAB.server4}:8080/`])
         t.is(page.code, 0, page.stderr.toString())
         const pageEnd = Date.now() // curl has closed: FIN both ways
+        const http = await waitFor((r) => r.dstport === 8080 && r.protocol === 6, 5000)
+        t.truthy(http, 'the page’s record')
+
         const denied = await client('curl', ['-sS', '--max-time', '10', `http://${LAB.server4}:8081/`])
         t.not(denied.code, 0, 'port 8081 is denied')
         const deniedEnd = Date.now()
+        const rej = await waitFor((r) => r.dstport === 8081, 5000)
+        t.truthy(rej, 'the denied flow’s record')
+
+        // A TLS flow decided on its SNI: the peek's facts reach the record.
+        const tls = await client('curl', [
+          '-sS',
+          '--max-time',
+          '10',
+          '--cacert',
+          join(dir, 'server.crt'),
+          '--resolve',
+          `allowed.example:8443:${LAB.server4}`,
+          'https://allowed.example:8443/',
+        ])
+        t.is(tls.code, 0, tls.stderr.toString())
+        const tlsEnd = Date.now()
+        const sni = await waitFor((r) => r.dstport === 8443, 5000)
+        t.truthy(sni, 'the TLS flow’s record')
+
         const ping = await client('ping', ['-c', '3', '-i', '0.2', '-W', '1', LAB.server4], 10_000)
         t.is(ping.code, 0, ping.stdout.toString())
         const pingEnd = Date.now()
-
-        const http = await waitFor((r) => r.dstport === 8080 && r.protocol === 6, 5000)
-        t.truthy(http, 'the page’s record')
-        const rej = await waitFor((r) => r.dstport === 8081, 5000)
-        t.truthy(rej, 'the denied flow’s record')
-        // The ping's flow ends when the table expires it: 10 s idle, removed by a sweep.
-        const icmp = await waitFor((r) => r.protocol === 1, 10_000 + 5000 - (Date.now() - pingEnd))
+        // The ping's flow ends when it has been idle for the 10 s timeout.
+        const icmp = await waitFor((r) => r.protocol === 1, 15_000)
         t.truthy(icmp, 'the ping’s record')
-        if (!http || !rej || !icmp) return
+        if (!http || !rej || !icmp || !sni) return
         t.log(`sample: ${JSON.stringify(http.r)}`)
         t.log(
-          `record after flow end: page ${http.at - pageEnd} ms, denied ${rej.at - deniedEnd} ms, ping ${icmp.at - pingEnd - 10_000} ms after its 10 s idle timeout`,
+          `record after flow end: page ${http.at - pageEnd} ms, denied ${rej.at - deniedEnd} ms, tls ${sni.at - tlsEnd} ms, ping ${icmp.at - pingEnd - 10_000} ms after its 10 s idle timeout`,
         )
 
         t.like(http.r, {
@@ -124,9 +155,26 @@ netTest(
         t.true(rej.r.packets > 0 && rej.r.bytes > 0)
         t.is(rej.r['tcp-flags'] & 0x02, 0x02, 'the SYN')
 
+        t.like(sni.r, {
+          action: 'ACCEPT',
+          policy: 'tls',
+          rule: 'allowed',
+          sni: 'allowed.example',
+          host: 'allowed.example',
+          'tls-version': null,
+          intercepted: false,
+        })
+        t.true(sni.r['reply-bytes'] > 1000, 'the server’s certificate and page')
+        t.log(`TLS sample: ${JSON.stringify(sni.r)}`)
+        t.log(`denied sample: ${JSON.stringify(rej.r)}`)
+        t.log(`ping sample: ${JSON.stringify(icmp.r)}`)
+
         t.like(icmp.r, {
           srcaddr: LAB.client4,
           dstaddr: LAB.server4,
+          srcport: 0,
+          dstport: 0,
+          protocol: 1,
           action: 'ACCEPT',
           policy: 'pings',
           rule: 'echo',
@@ -135,7 +183,8 @@ netTest(
           'record-reason': 'expired',
         })
 
-        t.true(http.at - pageEnd < 5000 && rej.at - deniedEnd < 5000)
+        t.true(http.at - pageEnd < 5000 && rej.at - deniedEnd < 5000 && sni.at - tlsEnd < 5000)
+        t.true(icmp.at - pingEnd < 10_000 + 5000)
         const written = await metric('flowgate_flow_records_total{result="written"}')
         t.is(written.length, 1)
         t.true(Number(written[0]!.split(' ')[1]) >= 3)

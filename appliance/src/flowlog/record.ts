@@ -18,6 +18,8 @@
 //   sees none of them; the GWLB endpoint is `endpoint-id`), `flow-direction` (ingress/egress of an
 //   interface has no meaning for a bump-in-the-wire appliance; orig/reply says it), `pkt-srcaddr`/
 //   `pkt-dstaddr` (GWLB does not translate inner packets: they would equal srcaddr/dstaddr).
+// - `srcport`/`dstport` are 0 for protocols without ports (ICMP, ICMPv6: the flow table keys echo flows
+//   on their identifier, which VPC does not report either).
 // - Unknown flowgate fields are null rather than absent, so every record has the same keys.
 
 import { formatAddress } from '../../../policy/src/cidr.ts'
@@ -88,8 +90,12 @@ export function vpcAction(d: Decision | undefined): 'ACCEPT' | 'REJECT' {
   return d?.kind === 'final' && d.action === 'Allow' ? 'ACCEPT' : 'REJECT'
 }
 
+/** TCP, UDP, SCTP, UDP-Lite: protocols whose flow key holds real ports */
+const PORTED = new Set([6, 17, 132, 136])
+
 export function buildFlowRecord(r: FlowRecordInput): FlowRecord {
   const d = r.decision
+  const ported = PORTED.has(r.key.protocol)
   const entry = d?.entry
   const audit = d?.audit
   return {
@@ -97,8 +103,8 @@ export function buildFlowRecord(r: FlowRecordInput): FlowRecord {
     type: r.key.family === 4 ? 'IPv4' : 'IPv6',
     srcaddr: formatAddress(r.key.src),
     dstaddr: formatAddress(r.key.dst),
-    srcport: r.key.srcPort,
-    dstport: r.key.dstPort,
+    srcport: ported ? r.key.srcPort : 0,
+    dstport: ported ? r.key.dstPort : 0,
     protocol: r.key.protocol,
     packets: r.packets[0] + r.packets[1],
     bytes: r.bytes[0] + r.bytes[1],
