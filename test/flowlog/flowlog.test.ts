@@ -278,3 +278,36 @@ test('a flow idle past its timeout is reported by the scan, not only when the sw
   t.is(flows.size, 0)
   t.is(records.length, 1, 'its removal adds nothing: no packets since')
 })
+
+test('a scan writes at most its budget of records; the next scans, at the next tick, write the rest', (t) => {
+  const c = compile(POLICIES, { fleetDefault: 'Allow' })
+  const records: FlowRecord[] = []
+  let fp: FastPath | undefined
+  const log = new FlowLog({
+    sink: (r) => records.push(r),
+    decisionOf: (i) => fp!.decisionOf(i),
+    intervalMs: 10_000,
+    maxRecordsPerScan: 4,
+  })
+  const flows = new FlowTable({ capacity: 64, seed: 1, now: () => 0, onRemove: (i, r) => log.onRemove(i, r) })
+  log.attach(flows)
+  fp = new FastPath({ flows, engine: new PolicyEngine(c.policies, 'Allow') })
+  const r = new FastPathResult()
+  for (let port = 1; port <= 10; port++) {
+    const d = datagram(udp4({ sport: port }))
+    fp.processDatagram(d, d.length, 0x0a000001, 60000, T0, r)
+  }
+  log.tick(T0 + 10_000)
+  t.is(records.length, 4)
+  log.tick(T0 + 10_250) // not a second later: the scan stopped at its budget
+  t.is(records.length, 8)
+  log.tick(T0 + 10_500)
+  t.is(records.length, 10)
+  t.deepEqual(
+    records.map((x) => x.srcport).sort((a, b) => a - b),
+    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+    'each once',
+  )
+  log.tick(T0 + 10_750)
+  t.is(records.length, 10, 'nothing due until a second later')
+})

@@ -31,6 +31,12 @@ export interface FlowLogOptions {
   quietMs?: number
   /** how often the table is scanned for closed and long-lived flows (default 1 s) */
   scanMs?: number
+  /**
+   * Records one scan may write (default 4096, ~5 ms of the loop): flows created together come due
+   * together, and 200,000 periodic records at once would stall the loop for 200 ms and overflow the queue.
+   * The rest are written by the next scans, each starting where the last one stopped.
+   */
+  maxRecordsPerScan?: number
 }
 
 const CLOSED_FINS = FlowState.finOrig | FlowState.finReply
@@ -39,6 +45,8 @@ export class FlowLog {
   readonly intervalMs: number
   readonly quietMs: number
   readonly scanMs: number
+  readonly maxRecordsPerScan: number
+  private cursor = 0
   private flows: FlowTable | undefined
   private readonly o: FlowLogOptions
   private basePackets = new Float64Array(0)
@@ -57,6 +65,7 @@ export class FlowLog {
     this.intervalMs = o.intervalMs ?? 60_000
     this.quietMs = o.quietMs ?? 1000
     this.scanMs = o.scanMs ?? 1000
+    this.maxRecordsPerScan = o.maxRecordsPerScan ?? 4096
   }
 
   /** A log writing JSON lines to `target` (`-` is stdout, else a file appended to) through a bounded queue. */
@@ -101,28 +110,42 @@ export class FlowLog {
     this.l7.delete(i)
   }
 
-  /** Called from the loop's sweep timer; scans at most every scanMs. */
+  /**
+   * Called from the loop's sweep timer; scans at most every scanMs, or at the next call when the last
+   * scan stopped at its record budget.
+   */
   tick(now: number): void {
     const f = this.flows
     if (!f || now - this.lastScan < this.scanMs) return
     this.lastScan = now
     const cap = f.capacity
     const state = f.state
-    for (let i = 0; i < cap; i++) {
+    let written = 0
+    let i = this.cursor
+    for (let n = 0; n < cap; n++, i = i + 1 === cap ? 0 : i + 1) {
       const st = state[i]!
       if (!(st & FlowState.used)) continue
+      if (written >= this.maxRecordsPerScan) {
+        this.cursor = i
+        this.lastScan = 0
+        return
+      }
       if (!this.done[i] && f.isExpired(i, now)) {
         // Idle past its timeout: the table's sweep, which walks a slice of the table per tick, may take
         // a while to get here, so the record does not wait for it.
         this.emit(f, i, 'expired', now)
         this.done[i] = 1
+        written++
       } else if (!this.done[i] && this.ended(f, i, st) && now - f.last[i]! >= this.quietMs) {
         this.emit(f, i, 'closed', now)
         this.done[i] = 1
+        written++
       } else if (now - Math.max(f.created[i]!, this.reportedAt[i]!) >= this.intervalMs) {
         // A silent interval writes nothing (as VPC); the next window starts now.
-        if (this.hasNew(f, i)) this.emit(f, i, 'active', now)
-        else this.reportedAt[i] = now
+        if (this.hasNew(f, i)) {
+          this.emit(f, i, 'active', now)
+          written++
+        } else this.reportedAt[i] = now
       }
     }
   }
