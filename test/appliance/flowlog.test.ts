@@ -49,16 +49,23 @@ spec:
 `
 
 netTest(
-  'flow records: a page, a denied port, a TLS flow by SNI and a ping, each written within 5 s of its end',
+  'flow records: a page, a denied port, a TLS flow by SNI and a ping, each within 5 s of its end; open flows at shutdown',
   async (t) => {
     await withAppliance(
       t,
       {
         policies: POLICIES,
         // 10 s, the shortest idle timeout, ends the ping's flow; TCP flows end by their close or reset.
-        applianceArgs: (dir) => ['--flow-log', join(dir, 'flows.jsonl'), '--idle-seconds', '10'],
+        applianceArgs: (dir) => [
+          '--flow-log',
+          join(dir, 'flows.jsonl'),
+          '--idle-seconds',
+          '10',
+          '--drain-seconds',
+          '0',
+        ],
       },
-      async ({ client, dir, metric }) => {
+      async ({ client, dir, metric, appliance }) => {
         const file = join(dir, 'flows.jsonl')
         const records = (): FlowRecord[] =>
           existsSync(file)
@@ -188,6 +195,26 @@ netTest(
         const written = await metric('flowgate_flow_records_total{result="written"}')
         t.is(written.length, 1)
         t.true(Number(written[0]!.split(' ')[1]) >= 3)
+
+        // A flow still open at shutdown gets its record before the appliance exits.
+        const udp = await client(
+          'sh',
+          ['-c', `printf 'still here' | socat -t1 - UDP4:${LAB.server4}:3000`],
+          10_000,
+        )
+        t.is(udp.stdout.toString(), 'still here', 'the echo came back')
+        t.falsy(
+          records().find((r) => r.protocol === 17),
+          'no record while the flow is open',
+        )
+        const exited = new Promise<number | null>((r) => appliance.child.once('exit', (code) => r(code)))
+        appliance.child.kill('SIGTERM')
+        t.is(await exited, 0)
+        t.like(
+          records().find((r) => r.protocol === 17),
+          { dstport: 3000, 'orig-packets': 1, 'reply-packets': 1, 'record-reason': 'removed' },
+          'written on shutdown',
+        )
       },
     )
   },
