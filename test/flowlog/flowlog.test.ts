@@ -311,3 +311,33 @@ test('a scan writes at most its budget of records; the next scans, at the next t
   log.tick(T0 + 10_750)
   t.is(records.length, 10, 'nothing due until a second later')
 })
+
+test('the writer resumes when a slow stream drains, and nothing is lost within its bound', async (t) => {
+  const chunks: string[] = []
+  const pending: (() => void)[] = []
+  // Completes each write only when the test says so: a disk that stalls, then catches up.
+  const slow = new Writable({
+    highWaterMark: 1,
+    write(chunk, _enc, cb) {
+      chunks.push(chunk.toString())
+      pending.push(cb)
+    },
+  })
+  const w = new FlowLogWriter(slow, 100)
+  w.push({ n: 0 })
+  await new Promise((r) => setImmediate(r))
+  for (let n = 1; n <= 50; n++) w.push({ n })
+  await new Promise((r) => setImmediate(r))
+  t.is(chunks.length, 1, 'waiting for drain')
+  for (let k = 0; k < 10 && pending.length > 0; k++) {
+    pending.shift()!()
+    await new Promise((r) => setImmediate(r))
+  }
+  const lines = chunks.join('').trim().split('\n')
+  t.deepEqual(
+    lines.map((l) => (JSON.parse(l) as { n: number }).n),
+    Array.from({ length: 51 }, (_, n) => n),
+  )
+  t.is(w.written, 51)
+  t.is(w.dropped, 0)
+})
