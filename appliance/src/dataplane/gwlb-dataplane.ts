@@ -12,12 +12,14 @@ import { FastPath, FastPathResult } from '../fastpath/fastpath.ts'
 import { FlowTable, type RemoveReason } from '../flow/table.ts'
 import { FlowLog } from '../flowlog/index.ts'
 import { type PacketIO, type ReturnPath, type RxBatch, startPacketIO } from '../io/index.ts'
-import { buildRstToReceiver, buildRstToSender } from '../wire/build.ts'
+import type { TcpRepr } from '../tcp/segment.ts'
+import { buildRstToReceiver, buildRstToSender, buildTcpSegment } from '../wire/build.ts'
 import { MALFORMED_REASONS } from '../wire/counters.ts'
 import { IpProto, ParsedPacket, parsePacket } from '../wire/packet.ts'
 import { AUTHORIZER_RESULTS, type AuthorizeRequest, AuthorizerClient } from './authorizer.ts'
 import type { Dataplane, DataplaneContext, DataplaneFactory } from './dataplane.ts'
 import { type HeldPacket, type HoldOptions, type HoldStep, PEEK_RESULTS, PeekHolds } from './peek-hold.ts'
+import { type ProxiedFlow, TcpProxy } from './tcp-proxy.ts'
 
 export interface GwlbDataplaneOptions {
   io?: 'auto' | 'native' | 'dgram'
@@ -72,6 +74,10 @@ export class GwlbDataplane implements Dataplane {
   private readonly loopDrops = new Float64Array(LOOP_DROPS.length)
   private sweepTimer: NodeJS.Timeout | undefined
   readonly flowLog: FlowLog | undefined
+  /** terminates flows whose Allow rule says tcpProxy */
+  readonly proxy: TcpProxy
+  private readonly proxyOut = Buffer.alloc(MAX_DATAGRAM)
+  private readonly proxyGeneve = Buffer.alloc(1024)
   private closed = false
   private failure = ''
   private warnedL7 = false
@@ -100,6 +106,23 @@ export class GwlbDataplane implements Dataplane {
     this.authorizer = new AuthorizerClient(o.authorizerCa ? { ca: o.authorizerCa } : {})
     this.maxAuthorizing = o.maxAuthorizing ?? 16_384
     ctx.store.onChange((next) => this.fastpath.setEngine(next.engine))
+    this.proxy = new TcpProxy({ send: (f, towardClient, seg) => this.proxySend(f, towardClient, seg) })
+  }
+
+  /** A segment of the TCP proxy, sent with its flow's Geneve header toward the client or the server. */
+  private proxySend(f: ProxiedFlow, towardClient: boolean, seg: TcpRepr): void {
+    const flows = this.flows
+    if (!this.io || this.closed || !flows.isLive(f.flow) || flows.gen[f.flow] !== f.gen) return
+    const g = flows.copyGeneve(f.flow, this.proxyGeneve, 0)
+    if (g === 0) return
+    const [src, dst] = towardClient ? [f.server, f.client] : [f.client, f.server]
+    const n = buildTcpSegment(this.proxyGeneve.subarray(0, g), f.family, src, dst, seg, this.proxyOut)
+    if (n === 0) return
+    this.io.send(this.proxyOut, 0, n, {
+      localAddr: f.localAddr,
+      remoteAddr: flows.outerIp[f.flow]!,
+      remotePort: flows.outerPort[f.flow]!,
+    })
   }
 
   static async start(ctx: DataplaneContext, o: GwlbDataplaneOptions): Promise<GwlbDataplane> {
@@ -138,6 +161,7 @@ export class GwlbDataplane implements Dataplane {
   async close(): Promise<void> {
     this.closed = true
     clearInterval(this.sweepTimer)
+    this.proxy.close()
     this.authorizer.close()
     await this.io?.close()
     await this.flowLog?.close()
@@ -215,6 +239,11 @@ export class GwlbDataplane implements Dataplane {
     if (d?.action === 'Authorize' && d.entry?.policy.authorizer && r.flow >= 0) {
       const packet = { bytes: Buffer.from(p.buf.subarray(0, p.ipEnd)), path: this.pathOf(batch, i) }
       this.authorize(r.flow, this.flows.gen[r.flow]!, d, [packet], this.l4Facts(p, r.dir), {}, now)
+      return
+    }
+    if (d?.action === 'Allow' && d.entry?.tcpProxy && r.flow >= 0 && p.protocol === IpProto.TCP && p.hasL4) {
+      const fromClient = r.dir === this.clientDir()
+      this.proxy.input(p, r.flow, this.flows.gen[r.flow]!, fromClient, batch.localAddr(i))
       return
     }
     this.failClosed(p, this.pathOf(batch, i))
@@ -437,6 +466,7 @@ export class GwlbDataplane implements Dataplane {
     try {
       this.flows.sweep(now)
       this.flowLog?.tick(now)
+      this.proxy.sweep((flow, gen) => this.flows.isLive(flow) && this.flows.gen[flow] === gen)
       for (const step of this.holds.expire(now)) if (step.kind === 'decide') this.resolve(step)
     } catch (err) {
       this.ctx.log.error({ err }, 'sweep failed')

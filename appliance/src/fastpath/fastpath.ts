@@ -83,7 +83,8 @@ function verdictOf(d: Decision): number {
   if (d.kind === 'pending') return Verdict.pending
   switch (d.action) {
     case 'Allow':
-      return Verdict.allow
+      // An explicit L4 proxy (tcpProxy): the flow is terminated by the appliance's TCP stack.
+      return d.entry?.tcpProxy === true ? Verdict.divert : Verdict.allow
     case 'Deny':
       return Verdict.deny
     case 'Reject':

@@ -57,7 +57,8 @@ export class Reassembly {
     if (this.#held + total > this.limit) return false
     for (const a of add) {
       // Copy: the payload is a view over a datagram buffer that the packet I/O layer reuses.
-      a.data = a.data.slice()
+      // (Uint8Array's slice: on a Buffer, .slice() is a view, not a copy.)
+      a.data = Uint8Array.prototype.slice.call(a.data)
       this.#pieces.push(a)
     }
     if (add.length) {

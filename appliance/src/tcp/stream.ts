@@ -75,6 +75,15 @@ export class TcpSocket extends Duplex {
     }
   }
 
+  // _read is not called again while a read is outstanding (Readable's `reading` stays set until the next
+  // push), so a consumer draining a full buffer (a resumed pipe) would never reopen the window: account
+  // after every read() as well.
+  override read(size?: number): unknown {
+    const out = super.read(size)
+    if (this.readableLength < this.#unread) this.#syncConsumed()
+    return out
+  }
+
   override _read(): void {
     // Called inside read() before the bytes leave the buffer; look once it has returned.
     process.nextTick(() => this.#syncConsumed())

@@ -1,0 +1,177 @@
+// Issue 4, test 4c: real Linux TCP terminated by the appliance's user-space stack (an Allow rule with
+// tcpProxy) through the GWLB stand-in, which injects loss and reordering and checks the GWLB contract.
+// Peers are real: curl in the client namespace; Node HTTP servers in the server namespace (the lab's
+// /bytes server and an upload/whoami/barrier server written here).
+import { createHash } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { LAB } from '../support/netns/gwlb-stand-in.ts'
+import { deterministicBytes, sha256 } from '../support/netns/http-server.ts'
+import { privilegedTest } from '../support/netns/privileges.ts'
+import { withAppliance } from './lab.ts'
+
+const netTest = privilegedTest(['root', 'tun', 'ip'])
+
+const PROXY_POLICY = `apiVersion: flowgate.io/v1alpha1
+kind: FlowPolicy
+metadata:
+  name: relay
+spec:
+  priority: 10
+  match: { protocols: [TCP], ports: ["8080", "8082", "8090"] }
+  rules:
+    - name: relayed
+      action: Allow
+      tcpProxy: true
+  defaultAction: Deny
+`
+
+// POST /upload → "<bytes> <sha256>"; GET /whoami → "<address> <port>" as the server's socket sees the peer;
+// GET /barrier/N → answers once N such requests are open at the same time (503 after 20 s): proof of N
+// concurrent connections.
+const SERVER = `import { createServer } from 'node:http'
+import { createHash } from 'node:crypto'
+const waiting = []
+const server = createServer((req, res) => {
+  if (req.method === 'POST' && req.url === '/upload') {
+    const h = createHash('sha256')
+    let n = 0
+    req.on('data', (d) => { n += d.length; h.update(d) })
+    req.on('end', () => res.end(n + ' ' + h.digest('hex')))
+    return
+  }
+  if (req.url === '/whoami') {
+    res.end(req.socket.remoteAddress + ' ' + req.socket.remotePort)
+    return
+  }
+  const m = /^\\/barrier\\/(\\d+)$/.exec(req.url ?? '')
+  if (m) {
+    const n = Number(m[1])
+    const timer = setTimeout(() => { res.statusCode = 503; res.end('timeout') }, 20000)
+    waiting.push({ res, timer })
+    if (waiting.length >= n) {
+      for (const w of waiting.splice(0)) { clearTimeout(w.timer); w.res.end('ok') }
+    }
+    return
+  }
+  res.statusCode = 404
+  res.end()
+})
+server.listen(8082, '::', () => console.log('listening 8082'))
+process.once('SIGTERM', () => process.exit(0))
+`
+
+const DOWNLOAD = 50_000_000
+const UPLOAD = 20_000_000
+const CONCURRENT = 200
+
+netTest(
+  'tcpProxy: curl through the appliance TCP stack with 2% loss and reordering: byte-exact, concurrent, real client address, refused upstream',
+  async (t) => {
+    t.timeout(150_000)
+    const report = await withAppliance(
+      t,
+      {
+        policies: PROXY_POLICY,
+        httpPorts: [8080],
+        seed: 4,
+        loss: 0.02,
+        reorder: 0.02,
+        before: async (lab, dir) => {
+          const script = join(dir, 'upload-server.mjs')
+          writeFileSync(script, SERVER)
+          await lab.ns.spawn(lab.server, process.execPath, [script], /listening/)
+        },
+      },
+      async ({ client, dir }) => {
+        const base = `http://${LAB.server4}`
+
+        // Refused upstream: the server's RST reaches curl as at once, as without the appliance.
+        let start = Date.now()
+        const refused = await client('curl', ['-sS', '--max-time', '10', `${base}:8090/`])
+        const refusedMs = Date.now() - start
+        t.not(refused.code, 0)
+        t.regex(refused.stderr.toString(), /Couldn't connect|refused/i, 'curl saw connection refused')
+        t.true(refusedMs < 3000, `refused in ${refusedMs} ms, not by timeout`)
+
+        // The server sees the client's own address and port.
+        const who = await client('curl', [
+          '-sS',
+          '--max-time',
+          '10',
+          '-w',
+          ' %{local_ip} %{local_port}',
+          `${base}:8082/whoami`,
+        ])
+        t.is(who.code, 0, who.stderr.toString())
+        const [addr, port, localIp, localPort] = who.stdout.toString().trim().split(' ')
+        t.is(addr?.replace(/^::ffff:/, ''), LAB.client4)
+        t.is(localIp, LAB.client4)
+        t.is(port, localPort, 'the same client port on both sides')
+
+        // Download, byte-exact.
+        start = Date.now()
+        const big = await client(
+          'curl',
+          ['-sS', '--max-time', '90', `${base}:8080/bytes/${DOWNLOAD}/7`],
+          100_000,
+        )
+        const downMs = Date.now() - start
+        t.is(big.code, 0, big.stderr.toString())
+        t.is(big.stdout.length, DOWNLOAD)
+        t.is(sha256(big.stdout), sha256(deterministicBytes(DOWNLOAD, 7)))
+        t.log(
+          `download ${DOWNLOAD} bytes in ${downMs} ms (${(DOWNLOAD / 1e6 / (downMs / 1000)).toFixed(1)} MB/s)`,
+        )
+
+        // Upload, byte-exact.
+        const file = join(dir, 'upload.bin')
+        const data = deterministicBytes(UPLOAD, 11)
+        writeFileSync(file, data)
+        start = Date.now()
+        const up = await client(
+          'curl',
+          ['-sS', '--max-time', '90', '--data-binary', `@${file}`, `${base}:8082/upload`],
+          100_000,
+        )
+        const upMs = Date.now() - start
+        t.is(up.code, 0, up.stderr.toString())
+        t.is(up.stdout.toString(), `${UPLOAD} ${createHash('sha256').update(data).digest('hex')}`)
+        t.log(`upload ${UPLOAD} bytes in ${upMs} ms`)
+
+        // CONCURRENT connections open at once: the barrier answers only when all are there.
+        const urls: string[] = []
+        for (let k = 0; k < CONCURRENT; k++) urls.push(`${base}:8082/barrier/${CONCURRENT}`)
+        start = Date.now()
+        const many = await client(
+          'curl',
+          [
+            '-sS',
+            '--parallel',
+            '--parallel-immediate',
+            '--parallel-max',
+            String(CONCURRENT),
+            '--max-time',
+            '40',
+            '-w',
+            '%{http_code}\\n',
+            '-o',
+            '/dev/null',
+            ...urls.flatMap((u, k) => (k === 0 ? [u] : ['-o', '/dev/null', u])),
+          ],
+          60_000,
+        )
+        const manyMs = Date.now() - start
+        t.is(many.code, 0, many.stderr.toString())
+        const codes = many.stdout.toString().trim().split('\n')
+        t.is(codes.length, CONCURRENT)
+        t.true(
+          codes.every((c) => c === '200'),
+          codes.join(','),
+        )
+        t.log(`${CONCURRENT} concurrent connections in ${manyMs} ms`)
+      },
+    )
+    t.is(report.violations, 0, JSON.stringify(report.samples))
+  },
+)
