@@ -18,7 +18,7 @@ metadata:
   name: relay
 spec:
   priority: 10
-  match: { protocols: [TCP], ports: ["8080", "8082", "8090"] }
+  match: { protocols: [TCP], ports: ["8080", "8082", "8083", "8090"] }
   rules:
     - name: relayed
       action: Allow
@@ -62,7 +62,7 @@ process.once('SIGTERM', () => process.exit(0))
 `
 
 const DOWNLOAD = 50_000_000
-const UPLOAD = 20_000_000
+const UPLOAD = 50_000_000
 const CONCURRENT = 200
 
 netTest(
@@ -81,6 +81,8 @@ netTest(
           const script = join(dir, 'upload-server.mjs')
           writeFileSync(script, SERVER)
           await lab.ns.spawn(lab.server, process.execPath, [script], /listening/)
+          // Half-close: answers the hash of everything once the client has shut down its sending side.
+          await lab.ns.spawn(lab.server, 'socat', ['TCP4-LISTEN:8083,fork,reuseaddr', 'EXEC:sha256sum'])
         },
       },
       async ({ client, dir }) => {
@@ -108,6 +110,18 @@ netTest(
         t.is(addr?.replace(/^::ffff:/, ''), LAB.client4)
         t.is(localIp, LAB.client4)
         t.is(port, localPort, 'the same client port on both sides')
+
+        // Half-close: the client shuts down its side (FIN) and still reads the server's answer to it.
+        const half = join(dir, 'half.bin')
+        const halfData = deterministicBytes(300_000, 5)
+        writeFileSync(half, halfData)
+        const hc = await client(
+          'sh',
+          ['-c', `socat -t 20 -T 30 - TCP4:${LAB.server4}:8083 < ${half}`],
+          40_000,
+        )
+        t.is(hc.code, 0, hc.stderr.toString())
+        t.is(hc.stdout.toString().split(' ')[0], createHash('sha256').update(halfData).digest('hex'))
 
         // Download, byte-exact.
         start = Date.now()
