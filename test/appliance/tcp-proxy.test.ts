@@ -85,7 +85,7 @@ netTest(
           await lab.ns.spawn(lab.server, 'socat', ['TCP4-LISTEN:8083,fork,reuseaddr', 'EXEC:sha256sum'])
         },
       },
-      async ({ client, dir }) => {
+      async ({ client, dir, metric }) => {
         const base = `http://${LAB.server4}`
 
         // Refused upstream: the server's RST reaches curl as at once, as without the appliance.
@@ -184,6 +184,18 @@ netTest(
           codes.join(','),
         )
         t.log(`${CONCURRENT} concurrent connections in ${manyMs} ms`)
+
+        // The stack's and the relay's metrics are scraped: every relayed flow counted, the refusal too,
+        // and the injected loss made the stack retransmit.
+        const value = async (name: string) => {
+          const lines = await metric(name)
+          t.is(lines.length, 1, `${name}: ${lines.join('; ')}`)
+          return Number(lines[0]?.split(' ').at(-1))
+        }
+        t.is(await value('flowgate_tcp_proxy_flows_total{result="refused"}'), 1)
+        t.true((await value('flowgate_tcp_proxy_flows_total{result="relayed"}')) >= CONCURRENT + 4)
+        t.true((await value('flowgate_tcp_retransmitted_segments_total')) > 0)
+        t.true((await value('flowgate_tcp_connections_opened_total')) >= 2 * (CONCURRENT + 4))
       },
     )
     t.is(report.violations, 0, JSON.stringify(report.samples))

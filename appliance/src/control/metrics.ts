@@ -2,6 +2,7 @@
 // numbers in typed arrays (the fast path's own counters, the I/O layer's stats), and prom-client reads
 // them at scrape time through collect(). Label hashing per packet would cost more than the packet.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { TCP_METRIC_NAMES, TCP_STATE_LABELS, type TcpMetrics } from '../tcp/metrics.ts'
 
 export const DIRECTIONS = ['from-client', 'from-server'] as const
 
@@ -29,6 +30,8 @@ export interface DataplaneStats {
   peeks: { names: readonly string[]; counts: Float64Array }
   /** authorizer webhook outcomes */
   authorizations: { names: readonly string[]; counts: Float64Array }
+  /** the user-space TCP stack terminating tcpProxy flows: its counters and the relay's outcomes */
+  tcp?: { metrics: TcpMetrics; proxy: { names: readonly string[]; counts: Float64Array } }
   /** flow records [written, dropped] when --flow-log is on */
   flowRecords?: Float64Array
 }
@@ -156,6 +159,47 @@ export class ApplianceMetrics {
       if (io.rxTruncated) c.inc({ kind: 'rx_truncated' }, io.rxTruncated)
       if (io.txDropped) c.inc({ kind: 'tx_dropped' }, io.txDropped)
     })
+    // The TCP stack's counters under their names in tcp/metrics.ts; two of them are gauges.
+    for (const [key, name] of Object.entries(TCP_METRIC_NAMES) as [keyof TcpMetrics, string][]) {
+      if (key === 'connectionsByState') {
+        new Gauge({
+          name,
+          help: 'User-space TCP connections, by state',
+          labelNames: ['state'],
+          registers: [r],
+          collect() {
+            this.reset()
+            const m = dp()?.tcp?.metrics
+            if (m)
+              for (const [i, state] of TCP_STATE_LABELS.entries())
+                this.set({ state }, m.connectionsByState[i] ?? 0)
+          },
+        })
+      } else if (key === 'outOfOrderBytes') {
+        new Gauge({
+          name,
+          help: 'User-space TCP: bytes held in out-of-order queues',
+          registers: [r],
+          collect() {
+            this.set(dp()?.tcp?.metrics.outOfOrderBytes ?? 0)
+          },
+        })
+      } else {
+        mirror(name, `User-space TCP: ${key}`, [], (c, s) => {
+          const v = s.tcp?.metrics[key]
+          if (typeof v === 'number' && v) c.inc(v)
+        })
+      }
+    }
+    mirror(
+      'flowgate_tcp_proxy_flows_total',
+      'Flows terminated by the TCP proxy (tcpProxy), by result (relayed, refused, upstream_failed, limit)',
+      ['result'],
+      (c, s) => {
+        const p = s.tcp?.proxy
+        if (p) for (const [i, result] of p.names.entries()) if (p.counts[i]) c.inc({ result }, p.counts[i]!)
+      },
+    )
     const gauge = (name: string, help: string, read: (s: DataplaneStats) => number) =>
       new Gauge({
         name,

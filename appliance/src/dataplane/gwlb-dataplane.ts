@@ -19,7 +19,7 @@ import { IpProto, ParsedPacket, parsePacket } from '../wire/packet.ts'
 import { AUTHORIZER_RESULTS, type AuthorizeRequest, AuthorizerClient } from './authorizer.ts'
 import type { Dataplane, DataplaneContext, DataplaneFactory } from './dataplane.ts'
 import { type HeldPacket, type HoldOptions, type HoldStep, PEEK_RESULTS, PeekHolds } from './peek-hold.ts'
-import { type ProxiedFlow, TcpProxy } from './tcp-proxy.ts'
+import { type ProxiedFlow, TCP_PROXY_RESULTS, TcpProxy } from './tcp-proxy.ts'
 
 export interface GwlbDataplaneOptions {
   io?: 'auto' | 'native' | 'dgram'
@@ -509,6 +509,10 @@ export class GwlbDataplane implements Dataplane {
       },
       peeks: { names: PEEK_RESULTS, counts: this.holds.results },
       authorizations: { names: AUTHORIZER_RESULTS, counts: this.authorizer.counts },
+      tcp: {
+        metrics: this.proxy.stack.metrics,
+        proxy: { names: TCP_PROXY_RESULTS, counts: this.proxy.results },
+      },
       ...(this.flowLog?.writer ? { flowRecords: this.flowLog.writer.counts } : {}),
     }
   }
