@@ -12,6 +12,7 @@
 // (the packet loop) encodes it with the flow's Geneve header and sends it.
 
 import type { TcpConfig } from '../tcp/connection.ts'
+import { TcpErrorCode } from '../tcp/errors.ts'
 import { gwlbMss } from '../tcp/options.ts'
 import { Flag, makeSegment, type SackBlock, type TcpRepr } from '../tcp/segment.ts'
 import type { Seq } from '../tcp/seq.ts'
@@ -165,17 +166,20 @@ export class TcpProxy {
     }
     const held = copyRepr(syn)
     const config = { mss: gwlbMss(p.family) }
+    // Named before connecting: the SYN leaves from inside connect.
+    this.#byName.set(c, f)
+    this.#byName.set(s, f)
     let up: TcpSocket
     try {
       up = tcpConnect(this.stack, f.up, config)
     } catch {
       this.results[LIMIT]!++
+      this.#byName.delete(c)
+      this.#byName.delete(s)
       return undefined // at the connection limit: silence, the client retries
     }
     f.upstream = up
     this.#flows.set(flow, f)
-    this.#byName.set(c, f)
-    this.#byName.set(s, f)
     let connected = false
     up.once('connect', () => {
       connected = true
@@ -191,7 +195,7 @@ export class TcpProxy {
     })
     up.on('error', (err: Error & { code?: string }) => {
       if (connected) return // the relay handles it
-      if (err.code === 'ECONNREFUSED' || /refused|reset/i.test(err.message)) {
+      if (err.code === TcpErrorCode.refused) {
         // Refused: the client gets the RST the server gave us, answering its SYN (RFC 9293 §3.10.7.1).
         this.results[REFUSED]!++
         const rst = makeSegment({
