@@ -88,7 +88,7 @@ netTest(
       async ({ client, dir, metric }) => {
         const base = `http://${LAB.server4}`
 
-        // Refused upstream: the server's RST reaches curl as at once, as without the appliance.
+        // Refused upstream: the server's RST reaches curl at once, as without the appliance.
         let start = Date.now()
         const refused = await client('curl', ['-sS', '--max-time', '10', `${base}:8090/`])
         const refusedMs = Date.now() - start
@@ -122,6 +122,18 @@ netTest(
         )
         t.is(hc.code, 0, hc.stderr.toString())
         t.is(hc.stdout.toString().split(' ')[0], createHash('sha256').update(halfData).digest('hex'))
+
+        // IPv6 through the relay: byte-exact, and the server sees the client's IPv6 address.
+        const v6 = await client(
+          'curl',
+          ['-sS', '--max-time', '30', `http://[${LAB.server6}]:8080/bytes/3000000/3`],
+          40_000,
+        )
+        t.is(v6.code, 0, v6.stderr.toString())
+        t.is(sha256(v6.stdout), sha256(deterministicBytes(3_000_000, 3)))
+        const who6 = await client('curl', ['-sS', '--max-time', '10', `http://[${LAB.server6}]:8082/whoami`])
+        t.is(who6.code, 0, who6.stderr.toString())
+        t.is(who6.stdout.toString().split(' ')[0], LAB.client6)
 
         // Download, byte-exact.
         start = Date.now()
@@ -193,9 +205,9 @@ netTest(
           return Number(lines[0]?.split(' ').at(-1))
         }
         t.is(await value('flowgate_tcp_proxy_flows_total{result="refused"}'), 1)
-        t.true((await value('flowgate_tcp_proxy_flows_total{result="relayed"}')) >= CONCURRENT + 4)
+        t.true((await value('flowgate_tcp_proxy_flows_total{result="relayed"}')) >= CONCURRENT + 6)
         t.true((await value('flowgate_tcp_retransmitted_segments_total')) > 0)
-        t.true((await value('flowgate_tcp_connections_opened_total')) >= 2 * (CONCURRENT + 4))
+        t.true((await value('flowgate_tcp_connections_opened_total')) >= 2 * (CONCURRENT + 6))
       },
     )
     t.is(report.violations, 0, JSON.stringify(report.samples))
