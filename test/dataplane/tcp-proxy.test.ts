@@ -150,10 +150,10 @@ test('silent upstream: the client sees nothing, and the flow is cleaned up when 
   t.is(px.results[2], 1, 'upstream_failed')
 })
 
-test('a segment that is not a SYN opens nothing', async (t) => {
+test('a segment that is not a SYN opens nothing and is left to the caller to forward', async (t) => {
   const { px, sent } = proxy()
-  px.input(packet(true, { seq: 1, ack: 1, flags: Flag.ACK }), 5, 1, true, 0)
-  px.input(packet(false, { seq: 1, ack: 1, flags: Flag.SYN | Flag.ACK }), 5, 1, false, 0)
+  t.false(px.input(packet(true, { seq: 1, ack: 1, flags: Flag.ACK }), 5, 1, true, 0), 'not ours: forwarded')
+  t.false(px.input(packet(false, { seq: 1, ack: 1, flags: Flag.SYN | Flag.ACK }), 5, 1, false, 0))
   await flush()
   t.is(sent.length, 0)
   t.is(px.size, 0)

@@ -243,7 +243,9 @@ export class GwlbDataplane implements Dataplane {
     }
     if (d?.action === 'Allow' && d.entry?.tcpProxy && r.flow >= 0 && p.protocol === IpProto.TCP && p.hasL4) {
       const fromClient = r.dir === this.clientDir()
-      this.proxy.input(p, r.flow, this.flows.gen[r.flow]!, fromClient, batch.localAddr(i))
+      // A connection older than the rule (a policy reload made the flow tcpProxy) passes as Allow.
+      if (!this.proxy.input(p, r.flow, this.flows.gen[r.flow]!, fromClient, batch.localAddr(i)))
+        this.io!.reply(batch, i, p.ipEnd)
       return
     }
     this.failClosed(p, this.pathOf(batch, i))

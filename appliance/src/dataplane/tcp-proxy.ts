@@ -94,6 +94,8 @@ export class TcpProxy {
   readonly #flows = new Map<number, ProxiedFlow>()
   readonly #byName = new Map<string, ProxiedFlow>()
   readonly #closing = new Set<ProxiedFlow>()
+  /** by flow index: the latest relay of that flow whose sockets are gone (its connections may linger) */
+  readonly #ending = new Map<number, ProxiedFlow>()
   readonly #opts: TcpProxyOptions
 
   constructor(opts: TcpProxyOptions) {
@@ -120,25 +122,33 @@ export class TcpProxy {
 
   /**
    * A TCP packet of a diverted flow from GWLB. `fromClient` is its direction. A client SYN for an unknown
-   * flow opens the upstream connection; everything else goes to the endpoint facing its sender.
+   * flow opens the upstream connection; everything else goes to the endpoint facing its sender, also while
+   * a finished relay's connections wind down (LAST-ACK, TIME-WAIT). Returns false for a segment of a
+   * connection the proxy never terminated (one established before its rule said tcpProxy): the caller
+   * forwards it, as Allow would.
    */
-  input(p: ParsedPacket, flow: number, gen: number, fromClient: boolean, localAddr: number): void {
-    let f = this.get(flow, gen)
+  input(p: ParsedPacket, flow: number, gen: number, fromClient: boolean, localAddr: number): boolean {
+    const f = this.get(flow, gen)
     const seg = reprOf(p)
     if (!f) {
       const stale = this.#flows.get(flow)
       if (stale) this.#drop(stale) // the table reused the index: the old flow is gone
-      if (!fromClient || (seg.flags & (Flag.SYN | Flag.ACK | Flag.RST)) !== Flag.SYN) return
-      f = this.#open(p, flow, gen, seg, localAddr)
-      return
+      if (fromClient && (seg.flags & (Flag.SYN | Flag.ACK | Flag.RST)) === Flag.SYN) {
+        this.#open(p, flow, gen, seg, localAddr)
+        return true
+      }
+      const ending = this.#ending.get(flow)
+      if (ending?.gen !== gen) return false
+      this.stack.input(fromClient ? ending.down : ending.up, seg)
+      return true
     }
     if (fromClient) {
       // The client's SYN retransmissions while the upstream is connecting: it keeps waiting.
-      if (!f.downstream) return
-      this.stack.input(f.down, seg)
+      if (f.downstream) this.stack.input(f.down, seg)
     } else {
       this.stack.input(f.up, seg)
     }
+    return true
   }
 
   #open(
@@ -241,6 +251,7 @@ export class TcpProxy {
     if (this.#flows.get(f.flow) !== f) return
     this.#flows.delete(f.flow)
     this.#closing.add(f)
+    this.#ending.set(f.flow, f)
     this.#opts.onClosed?.(f)
   }
 
@@ -255,6 +266,7 @@ export class TcpProxy {
         (!down || down.closed || down !== f.downstream?.connection)
       if (!done) continue
       this.#closing.delete(f)
+      if (this.#ending.get(f.flow) === f) this.#ending.delete(f.flow)
       for (const name of [f.up.localAddr, f.down.localAddr])
         if (this.#byName.get(name) === f) this.#byName.delete(name)
     }
