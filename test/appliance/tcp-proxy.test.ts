@@ -68,7 +68,8 @@ const CONCURRENT = 200
 netTest(
   'tcpProxy: curl through the appliance TCP stack with 2% loss and reordering: byte-exact, concurrent, real client address, refused upstream',
   async (t) => {
-    t.timeout(150_000)
+    // ~60–90 s on an idle machine; every step below is bounded by its own curl --max-time.
+    t.timeout(300_000)
     const report = await withAppliance(
       t,
       {
