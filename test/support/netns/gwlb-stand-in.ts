@@ -407,5 +407,13 @@ export class GwlbLab {
       } catch {}
     }
     await this.ns.close()
+    // Deleting a namespace only queues its cleanup (the kernel frees its devices asynchronously), so the
+    // host end of the veth can outlive `ip netns del` for a while on a busy machine. Deleting that end
+    // removes the pair at once.
+    try {
+      ip('link', 'del', `fg${this.ns.id}g`)
+    } catch {
+      // already gone with the namespace
+    }
   }
 }
