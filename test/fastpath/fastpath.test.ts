@@ -71,9 +71,17 @@ test('deny drops every packet of the flow; reject answers TCP with a RST toward 
   const deny = setup([
     doc('d', { priority: 1, rules: [{ name: 'ssh', when: { ports: ['22'] }, action: 'Deny' }] }),
   ])
-  t.is(deny.send(tcp4({ dport: 22, flags: 0x02 })).reason, 'policy_deny')
+  const denied = deny.send(tcp4({ dport: 22, flags: 0x02, seq: 41 }))
+  t.is(denied.reason, 'policy_deny')
+  t.is(denied.name, 'drop')
+  const rst = reparse(denied.r)
+  t.is(rst.tcpFlags, 0x14, 'the drop carries a RST|ACK toward the client')
+  t.is(rst.tcpAck, 42)
+  t.true(l4ChecksumOk(rst))
   t.is(deny.send(rev(tcp4({ dport: 22, flags: 0x12 }))).reason, 'policy_deny')
   t.is(deny.fp.drops[Drop.policy_deny], 2)
+  const udp = deny.send(udp4({ dport: 22 }))
+  t.is(udp.r.outLen, 0, 'a denied UDP packet is dropped silently (answering is Reject)')
 
   const rej = setup([
     doc('r', { priority: 1, rules: [{ name: 'web', when: { ports: ['80'] }, action: 'Reject' }] }),

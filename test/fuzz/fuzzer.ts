@@ -295,7 +295,9 @@ export function runFuzz(o: FuzzOptions): FuzzStats {
         fp.processDatagram(input, len, 0x0a000001, 60000 + r.below(4), now, res)
         st.outcomes[res.outcome]!++
         // Whatever the fast path emits must itself be a well-formed datagram.
-        if (res.outcome === Outcome.rewrite || res.outcome === Outcome.reject) {
+        // (a drop may carry a reply too: Deny's RST on TCP)
+        const emits = res.outcome === Outcome.rewrite || res.outcome === Outcome.reject
+        if (emits || (res.outcome === Outcome.drop && res.outLen > 0)) {
           const out = res.out
           const c2 = parsePacket(out as Buffer, res.outLen, q)
           if (c2 !== 0) throw new Error(`emitted datagram does not parse: reason ${c2}`)

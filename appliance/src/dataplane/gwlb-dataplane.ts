@@ -5,7 +5,7 @@
 
 import { formatAddress } from '../../../policy/src/cidr.ts'
 import type { Decision, FlowFacts } from '../../../policy/src/engine/index.ts'
-import { PolicyEngine } from '../../../policy/src/engine/index.ts'
+import { PolicyEngine, PROTOCOL_NUMBERS } from '../../../policy/src/engine/index.ts'
 import type { DataplaneStats } from '../control/metrics.ts'
 import { DROP_REASONS, OUTCOMES, Outcome } from '../fastpath/counters.ts'
 import { FastPath, FastPathResult } from '../fastpath/fastpath.ts'
@@ -44,6 +44,14 @@ interface Authorizing {
 }
 
 const MAX_AUTHORIZING_BYTES_PER_FLOW = 64 * 1024
+
+/** 6 → 'TCP', … for the authorizer's request (the inverse of the policy's PROTOCOL_NUMBERS). */
+const PROTOCOL_NAMES = new Map(
+  (Object.entries(PROTOCOL_NUMBERS) as [AuthorizeRequest['protocol'] & string, number][]).map(([k, v]) => [
+    v,
+    k,
+  ]),
+)
 
 /** Drops decided by this loop rather than the fast path (appended to the fast path's reasons). */
 export const LOOP_DROPS = ['l7_unavailable', 'held_reset', 'authorizer_overflow'] as const
@@ -201,7 +209,8 @@ export class GwlbDataplane implements Dataplane {
           this.onDivert(batch, i, now)
           break
         default:
-          this.onDrop(batch, i)
+          // A drop may still answer: a Deny on TCP carries its RST.
+          if (r.outLen > 0) io.send(r.out, 0, r.outLen, this.pathOf(batch, i))
       }
     }
   }
@@ -218,16 +227,6 @@ export class GwlbDataplane implements Dataplane {
     this.bytes[k]! += p.ipEnd - p.ipOff
   }
 
-  /** Deny on TCP resets the sender, so a client fails at once instead of by timeout. */
-  private onDrop(batch: RxBatch, i: number): void {
-    const r = this.result
-    const p = this.fastpath.lastPacket
-    if (r.decision?.action === 'Deny' && r.flow >= 0 && p.protocol === IpProto.TCP) {
-      const n = buildRstToSender(p, this.rst)
-      if (n > 0) this.io!.send(this.rst, 0, n, this.pathOf(batch, i))
-    }
-  }
-
   /**
    * Authorize asks the webhook (the flow's packets wait meanwhile). Inspect needs the L7 path (user-space
    * TCP, TLS, HTTP), which is not in this build: fail closed — reset TCP, drop the rest — and say so once.
@@ -242,7 +241,7 @@ export class GwlbDataplane implements Dataplane {
       return
     }
     if (d?.action === 'Allow' && d.entry?.tcpProxy && r.flow >= 0 && p.protocol === IpProto.TCP && p.hasL4) {
-      const fromClient = r.dir === this.clientDir()
+      const fromClient = r.dir === 0
       // A connection older than the rule (a policy reload made the flow tcpProxy) passes as Allow.
       if (!this.proxy.input(p, r.flow, this.flows.gen[r.flow]!, fromClient, batch.localAddr(i)))
         this.io!.reply(batch, i, p.ipEnd)
@@ -296,16 +295,7 @@ export class GwlbDataplane implements Dataplane {
       packets: [...packets],
       bytes: packets.reduce((n, p) => n + p.bytes.length, 0),
     })
-    const proto =
-      l4.protocol === 6
-        ? 'TCP'
-        : l4.protocol === 17
-          ? 'UDP'
-          : l4.protocol === 1
-            ? 'ICMP'
-            : l4.protocol === 58
-              ? 'ICMPv6'
-              : l4.protocol
+    const proto = PROTOCOL_NAMES.get(l4.protocol) ?? l4.protocol
     const request: AuthorizeRequest = {
       endpoint: l4.endpoint,
       protocol: proto,
@@ -366,11 +356,7 @@ export class GwlbDataplane implements Dataplane {
     const flow = r.flow
     const gen = this.flows.gen[flow]!
     const l4 = () => this.l4Facts(p, r.dir)
-    if (p.protocol !== IpProto.TCP || p.payloadLen === 0) {
-      // Handshake, pure ACKs and FINs pass: the client has to reach the point of sending its first bytes.
-      this.io!.reply(batch, i, p.ipEnd)
-      return
-    }
+    // Only TCP data comes here: the fast path passes a pending flow's segments without payload.
     const step =
       r.dir === 1
         ? this.holds.serverFirst(flow, gen, now, l4)
@@ -385,8 +371,9 @@ export class GwlbDataplane implements Dataplane {
     if (step.kind === 'decide') this.resolve(step)
   }
 
+  /** Direction 0 is the flow's first direction, which the fast path orients to the client. */
   private l4Facts(p: ParsedPacket, dir: 0 | 1): FlowFacts & { srcPort: number } {
-    const fromClient = dir === this.clientDir()
+    const fromClient = dir === 0
     return {
       endpoint: p.endpointId(),
       family: p.family,
@@ -396,11 +383,6 @@ export class GwlbDataplane implements Dataplane {
       dstPort: fromClient ? p.dstPort : p.srcPort,
       srcPort: fromClient ? p.srcPort : p.dstPort,
     }
-  }
-
-  /** Direction 0 is the flow's first direction, which the fast path orients to the client. */
-  private clientDir(): 0 | 1 {
-    return 0
   }
 
   private resolve(step: Extract<HoldStep, { kind: 'decide' }>): void {

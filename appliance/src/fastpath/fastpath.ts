@@ -62,7 +62,10 @@ export class FastPathResult {
   reason = 0
   /** MalformedReason code when reason is malformed */
   malformed = 0
-  /** bytes to send back to GWLB: the received datagram (pass) or a FastPath buffer (rewrite, reject) */
+  /**
+   * bytes to send back to GWLB: the received datagram (pass) or a FastPath buffer (rewrite, reject, and
+   * the RST of a TCP drop by Deny); outLen 0 when nothing is to be sent
+   */
   out: Buffer<ArrayBufferLike> = Buffer.alloc(0)
   outLen = 0
   /** flow entry number, -1 if none */
@@ -272,7 +275,7 @@ export class FastPath {
       case Verdict.allow:
         return this.allow(p, i, d.entry, r)
       case Verdict.deny:
-        return this.drop(r, Drop.policy_deny)
+        return this.deny(p, r)
       case Verdict.reject:
         return this.reject(p, now, r)
       case Verdict.pending:
@@ -359,6 +362,21 @@ export class FastPath {
         if (containsIn(p.buf, p.l4Off, p.ipEnd, c)) return this.drop(r, Drop.drop_if_contains)
     }
     return this.pass(p, r)
+  }
+
+  /**
+   * Deny drops; on TCP the drop carries a RST toward the sender (in `out`), so a client fails at once
+   * instead of by timeout. UDP and ICMP stay silent: answering them is Reject.
+   */
+  private deny(p: ParsedPacket, r: FastPathResult): FastPathResult {
+    this.drop(r, Drop.policy_deny)
+    if (p.protocol !== IpProto.TCP) return r
+    const n = buildRstToSender(p, this.replyBuf)
+    if (n > 0) {
+      r.out = this.replyBuf
+      r.outLen = n
+    }
+    return r
   }
 
   private reject(p: ParsedPacket, now: number, r: FastPathResult): FastPathResult {
