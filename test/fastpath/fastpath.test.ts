@@ -57,7 +57,6 @@ test('pass: the datagram goes back unchanged, Geneve header and all', (t) => {
   const { send, flows } = setup([])
   const { d, r, name } = send(tcp4({ flags: 0x02 }))
   t.is(name, 'pass')
-  t.is(r.out, r.out)
   t.deepEqual(Buffer.from(r.out.subarray(0, r.outLen)), d)
   t.true(r.newFlow)
   t.is(flows.size, 1)

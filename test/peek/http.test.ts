@@ -1,7 +1,7 @@
 import test from 'ava'
 import { HttpRequestInfo, peekHttpRequest } from '../../appliance/src/peek/http.ts'
 import { Peek } from '../../appliance/src/peek/status.ts'
-import { curlFirstBytes, hasCurl, nodeHttpRequest } from './capture.ts'
+import { curlFirstBytes, hasCurl, missingTool, nodeHttpRequest } from './capture.ts'
 
 const info = new HttpRequestInfo()
 const peek = (s: string | Buffer, max?: number) => {
@@ -95,11 +95,7 @@ test('size bound: a head that does not end within maxBytes is malformed', (t) =>
 })
 
 test('curl’s request, with a Host that differs from the connection address', async (t) => {
-  if (!hasCurl()) {
-    t.log('curl not installed: skipped')
-    t.pass()
-    return
-  }
+  if (missingTool(t, 'curl', hasCurl())) return
   const b = await curlFirstBytes(
     (port) => `http://127.0.0.1:${port}/v1/items?id=3`,
     ['-H', 'Host: api.example.com', '-H', 'X-Tenant: blue'],

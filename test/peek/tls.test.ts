@@ -1,7 +1,14 @@
 import test from 'ava'
 import { Peek } from '../../appliance/src/peek/status.ts'
 import { ClientHelloInfo, peekClientHello } from '../../appliance/src/peek/tls.ts'
-import { curlFirstBytes, hasCurl, hasOpenssl, nodeClientHello, opensslClientHello } from './capture.ts'
+import {
+  curlFirstBytes,
+  hasCurl,
+  hasOpenssl,
+  missingTool,
+  nodeClientHello,
+  opensslClientHello,
+} from './capture.ts'
 
 const info = new ClientHelloInfo()
 const peek = (b: Uint8Array) => peekClientHello(b, 0, b.length, info)
@@ -80,11 +87,7 @@ test('no servername (IP literal): SNI is null', async (t) => {
 })
 
 test('openssl s_client ClientHello (TLS 1.2 and 1.3)', async (t) => {
-  if (!hasOpenssl()) {
-    t.log('openssl not installed: skipped')
-    t.pass()
-    return
-  }
+  if (missingTool(t, 'openssl', hasOpenssl())) return
   const b = await opensslClientHello(['-servername', 'openssl.example', '-alpn', 'h2'])
   t.is(peek(b), Peek.complete)
   t.is(info.sni, 'openssl.example')
@@ -207,11 +210,7 @@ test('unknown name types are skipped; the host_name is taken', (t) => {
 })
 
 test('curl’s ClientHello carries the URL host as SNI and offers h2 and http/1.1', async (t) => {
-  if (!hasCurl()) {
-    t.log('curl not installed: skipped')
-    t.pass()
-    return
-  }
+  if (missingTool(t, 'curl', hasCurl())) return
   const b = await curlFirstBytes(
     (port) => `https://curl.example:${port}/`,
     ['--resolve', 'curl.example:0:127.0.0.1', '--connect-to', '::127.0.0.1:'],
