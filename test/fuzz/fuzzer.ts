@@ -12,6 +12,7 @@ import { FlowTable } from '../../appliance/src/flow/table.ts'
 import { HttpRequestInfo, peekHttpRequest } from '../../appliance/src/peek/http.ts'
 import { StreamPrefix } from '../../appliance/src/peek/stream.ts'
 import { ClientHelloInfo, peekClientHello } from '../../appliance/src/peek/tls.ts'
+import { SeededRandom } from '../../appliance/src/tcp/clock.ts'
 import { buildRstToReceiver } from '../../appliance/src/wire/build.ts'
 import { l4ChecksumOk, ParsedPacket, parsePacket } from '../../appliance/src/wire/packet.ts'
 import { compile } from '../../policy/src/bundle.ts'
@@ -37,18 +38,10 @@ export function loadCorpus(dir = CORPUS_DIR): Corpus {
 }
 
 export function rng(seed: number) {
-  let s = seed >>> 0
+  const r = new SeededRandom(seed)
   return {
-    u32(): number {
-      s = (s + 0x6d2b79f5) >>> 0
-      let t = s
-      t = Math.imul(t ^ (t >>> 15), t | 1)
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-      return (t ^ (t >>> 14)) >>> 0
-    },
-    below(n: number): number {
-      return n <= 0 ? 0 : this.u32() % n
-    },
+    u32: (): number => r.u32(),
+    below: (n: number): number => (n <= 0 ? 0 : r.u32() % n),
   }
 }
 type Rng = ReturnType<typeof rng>

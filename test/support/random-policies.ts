@@ -1,19 +1,15 @@
 // Seeded random FlowPolicies and flows, shared by the engine's differential test and the benchmarks.
 // Values are drawn from small pools so that random flows actually hit random rules.
+
+import { SeededRandom } from '../../appliance/src/tcp/clock.ts'
 import type { FlowFacts } from '../../policy/src/engine/index.ts'
 
 export type Rand = () => number
 
-/** mulberry32: tiny, fast, good enough for test data; same seed, same sequence. */
+/** Uniform in [0, 1) from the project's seeded PRNG: same seed, same sequence. */
 export function rng(seed: number): Rand {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
+  const r = new SeededRandom(seed)
+  return () => r.float()
 }
 
 const pick = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!
