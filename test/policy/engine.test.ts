@@ -202,6 +202,38 @@ test('packet rules and hooks travel with the deciding entry', (t) => {
   t.deepEqual(e.decide(flow({ protocol: 17, dstPort: 3000 })).entry?.packet, { dropIfContains: ['drop me'] })
 })
 
+test('a pending decision says whether an Inspect rule could still decide once the facts are known', (t) => {
+  const e = engineFor([
+    doc('a', {
+      priority: 10,
+      rules: [
+        { name: 'allowed', when: { sni: ['ok.example'] }, action: 'Allow' },
+        { name: 'watched', when: { sni: ['*.watched.example'] }, action: 'Inspect' },
+        { name: 'web', when: { ports: ['80'] }, action: 'Allow' },
+      ],
+    }),
+  ])
+  const d443 = e.decide(flow({ dstPort: 443 }))
+  t.is(d443.kind, 'pending')
+  t.is(d443.entry?.rule?.name, 'allowed')
+  t.true(d443.mayInspect, 'the Inspect rule after the pending Allow may decide')
+  t.is(e.decide(flow({ dstPort: 443, sni: 'a.watched.example' })).action, 'Inspect')
+  t.is(e.decide(flow({ dstPort: 443, sni: 'a.watched.example' })).mayInspect, undefined, 'final')
+  // Port 80: the L7-free rule 'web' would decide before anything after it, and nothing before it inspects…
+  const only = engineFor([
+    doc('b', {
+      rules: [
+        { name: 'h', when: { hosts: ['x.example'] }, action: 'Deny' },
+        { name: 'web', action: 'Allow' },
+        { name: 'never', when: { sni: ['y.example'] }, action: 'Inspect' },
+      ],
+    }),
+  ])
+  const d = only.decide(flow())
+  t.is(d.kind, 'pending')
+  t.falsy(d.mayInspect, 'an L7-free rule decides before the Inspect rule is reached')
+})
+
 test('empty bundle: everything gets the fleet default', (t) => {
   const e = new PolicyEngine([], 'Reject')
   const d = e.decide(flow())
@@ -214,7 +246,7 @@ test('empty bundle: everything gets the fleet default', (t) => {
 const SEEDS = 300
 test(`indexed engine equals the linear oracle over ${SEEDS} random policy sets`, (t) => {
   let decisions = 0
-  const seen = { fleet: 0, entry: 0, pending: 0, audit: 0, headers: 0 }
+  const seen = { fleet: 0, entry: 0, pending: 0, audit: 0, headers: 0, mayInspect: 0 }
   for (let seed = 1; seed <= SEEDS; seed++) {
     const rand = rng(seed)
     const docs = randomPolicies(rand, 1 + Math.floor(rand() * 12), 1 + Math.floor(rand() * 10))
@@ -230,7 +262,9 @@ test(`indexed engine equals the linear oracle over ${SEEDS} random policy sets`,
       if (a.kind === 'pending') seen.pending++
       if (a.audit) seen.audit++
       if (a.entry?.headers && a.kind === 'final') seen.headers++
+      if (a.mayInspect) seen.mayInspect++
       if (
+        a.mayInspect !== b.mayInspect ||
         a.entry !== b.entry ||
         a.audit !== b.audit ||
         a.kind !== b.kind ||
@@ -238,7 +272,7 @@ test(`indexed engine equals the linear oracle over ${SEEDS} random policy sets`,
         a.action !== b.action
       ) {
         t.fail(
-          `seed ${seed}, flow ${i}: indexed ${who(a)}/${a.kind}/${a.needs} vs linear ${who(b)}/${b.kind}/${b.needs}`,
+          `seed ${seed}, flow ${i}: indexed ${who(a)}/${a.kind}/${a.needs}/${a.mayInspect} vs linear ${who(b)}/${b.kind}/${b.needs}/${b.mayInspect}`,
         )
         return
       }

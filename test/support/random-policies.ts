@@ -56,7 +56,10 @@ export function randomPolicies(r: Rand, count: number, maxRules: number): unknow
       if (l7 && r() < 0.15) when.methods = some(r, METHODS)
       if (l7 && r() < 0.15) when.paths = some(r, PATHS)
       if (l7 && r() < 0.1) when.headers = [{ name: 'x-t', ...(r() < 0.5 ? { values: ['1'] } : {}) }]
-      rules.push({ name: `r${j}`, when, action: pick(r, ['Allow', 'Deny', 'Reject'] as const) })
+      const actions = l7
+        ? (['Allow', 'Deny', 'Reject', 'Inspect'] as const)
+        : (['Allow', 'Deny', 'Reject'] as const)
+      rules.push({ name: `r${j}`, when, action: pick(r, actions) })
     }
     const spec: Record<string, unknown> = { priority: Math.floor(r() * 5), match, rules }
     if (r() < 0.3) spec.mode = 'Audit'

@@ -83,7 +83,8 @@ const NO_ENTRY = {}
 const ACTIONS = ['Allow', 'Deny', 'Reject', 'Inspect', 'Authorize']
 
 function verdictOf(d: Decision): number {
-  if (d.kind === 'pending') return Verdict.pending
+  // A flow an Inspect rule may decide is terminated from its SYN; its L7 decision is taken on the stream.
+  if (d.kind === 'pending') return d.mayInspect === true ? Verdict.divert : Verdict.pending
   switch (d.action) {
     case 'Allow':
       // An explicit L4 proxy (tcpProxy): the flow is terminated by the appliance's TCP stack.
@@ -143,7 +144,11 @@ export class FastPath {
       byAudit = new Map()
       byEntry.set(d.audit ?? NO_ENTRY, byAudit)
     }
-    const code = d.needs + (d.kind === 'pending' ? 0x10000 : 0) + ACTIONS.indexOf(d.action) * 0x20000
+    const code =
+      d.needs +
+      (d.mayInspect === true ? 0x8000 : 0) +
+      (d.kind === 'pending' ? 0x10000 : 0) +
+      ACTIONS.indexOf(d.action) * 0x20000
     let id = byAudit.get(code)
     if (id === undefined) {
       id = this.decisions.length

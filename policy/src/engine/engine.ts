@@ -26,6 +26,13 @@ export interface Decision {
   /** the first Audit entry that matched before the decision: what that policy would have done */
   audit?: Entry
   needs: number
+  /**
+   * pending only: an Inspect entry could still decide once the missing facts are known (the deciding entry
+   * is Inspect, or a later one is, before the first entry that needs no missing fact). Such a flow is
+   * terminated from its SYN, so that its first bytes can be read and, if the decision says so, its TLS
+   * intercepted (ARCHITECTURE.md item 6: "terminate only flows that a rule may Inspect").
+   */
+  mayInspect?: boolean
 }
 
 export function headersMatch(e: Entry, headers: ReadonlyMap<string, readonly string[]>): boolean {
@@ -58,11 +65,14 @@ export class PolicyEngine {
   private readonly methodAny: BitsRef
   private readonly byMethod: Map<string, BitsRef>
   private readonly paths: PathIndex
+  /** some Enforce entry inspects: only then is a pending decision's look-ahead worth its cost */
+  private readonly inspects: boolean
 
   constructor(policies: readonly CheckedPolicy[], fleetDefault: DefaultAction = 'Allow') {
     const entries = buildEntries(policies)
     this.entries = entries
     this.fleetDefault = fleetDefault
+    this.inspects = entries.some((e) => e.action === 'Inspect' && e.mode === 'Enforce')
     const n = entries.length
     const pool = new BitsPool(n)
     const anyOf = (constrained: (e: Entry) => boolean) => {
@@ -185,8 +195,10 @@ export class PolicyEngine {
     const S = this.summaryWords
     const entries = this.entries
     let audit: Entry | undefined
+    let decided: Entry | undefined
+    let mayInspect = false
     // Lowest set bit first: entries are numbered in evaluation order, so the first hit decides.
-    for (let sw = 0; sw < S; sw++) {
+    scan: for (let sw = 0; sw < S; sw++) {
       let s =
         m[a + sw]! &
         m[b + sw]! &
@@ -223,17 +235,34 @@ export class PolicyEngine {
             continue
           }
           if (entry.mode === 'Audit') {
-            audit ??= entry
+            if (!decided) audit ??= entry
             continue
           }
-          return this.result(entry, audit, unknown)
+          if (decided) {
+            // Looking ahead past a pending decision: could an Inspect entry still decide?
+            if (entry.action === 'Inspect') {
+              mayInspect = true
+              break scan
+            }
+            if ((entry.l7mask & unknown) === 0) break scan
+            continue
+          }
+          if ((entry.l7mask & unknown) === 0 || entry.action === 'Inspect' || !this.inspects) {
+            return this.result(entry, audit, unknown, entry.action === 'Inspect')
+          }
+          decided = entry
         }
       }
     }
-    return this.result(undefined, audit, unknown)
+    return this.result(decided, audit, unknown, mayInspect)
   }
 
-  private result(entry: Entry | undefined, audit: Entry | undefined, unknown: number): Decision {
+  private result(
+    entry: Entry | undefined,
+    audit: Entry | undefined,
+    unknown: number,
+    mayInspect: boolean,
+  ): Decision {
     const needs = ((entry?.l7mask ?? 0) | (audit?.l7mask ?? 0)) & unknown
     const out: Decision = {
       kind: needs ? 'pending' : 'final',
@@ -242,6 +271,7 @@ export class PolicyEngine {
     }
     if (entry) out.entry = entry
     if (audit) out.audit = audit
+    if (mayInspect && (entry!.l7mask & unknown) !== 0) out.mayInspect = true
     return out
   }
 }

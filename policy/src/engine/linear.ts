@@ -50,6 +50,8 @@ export function decideLinear(entries: readonly Entry[], fleetDefault: DefaultAct
     const needs = (e.l7mask | (audit?.l7mask ?? 0)) & unknown
     const out: Decision = { kind: needs ? 'pending' : 'final', action: e.action, entry: e, needs }
     if (audit) out.audit = audit
+    if ((e.l7mask & unknown) !== 0 && mayInspectFrom(entries, entries.indexOf(e), f, unknown))
+      out.mayInspect = true
     return out
   }
   const needs = (audit?.l7mask ?? 0) & unknown
@@ -59,3 +61,14 @@ export function decideLinear(entries: readonly Entry[], fleetDefault: DefaultAct
 }
 
 export { Need }
+
+/** Whether an Inspect entry could decide, from `start` on, once the unknown facts are known. */
+function mayInspectFrom(entries: readonly Entry[], start: number, f: FlowFacts, unknown: number): boolean {
+  for (let k = start; k < entries.length; k++) {
+    const e = entries[k]!
+    if (e.mode === 'Audit' || !entryMatches(e, f)) continue
+    if (e.action === 'Inspect') return true
+    if ((e.l7mask & unknown) === 0) return false
+  }
+  return false
+}
