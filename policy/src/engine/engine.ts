@@ -27,12 +27,21 @@ export interface Decision {
   audit?: Entry
   needs: number
   /**
-   * pending only: an Inspect entry could still decide once the missing facts are known (the deciding entry
-   * is Inspect, or a later one is, before the first entry that needs no missing fact). Such a flow is
-   * terminated from its SYN, so that its first bytes can be read and, if the decision says so, its TLS
-   * intercepted (ARCHITECTURE.md item 6: "terminate only flows that a rule may Inspect").
+   * pending only: interception may be needed once the missing facts are known — the deciding entry, or one
+   * after it before the first entry that needs no missing fact, is Inspect or reads the method, path or
+   * headers (which a TLS flow shows only when intercepted). Such a flow is terminated from its SYN, so
+   * that its first bytes can be read and its TLS intercepted if the decision says so (ARCHITECTURE.md
+   * item 6: "terminate only flows that a rule may Inspect").
    */
   mayInspect?: boolean
+}
+
+/** Facts only an intercepted TLS flow reveals (its request); the Host is stood in for by the SNI. */
+const REQUEST_FACTS = Need.method | Need.path | Need.headers
+
+/** Whether deciding by entry e, with `unknown` facts missing, may need the flow intercepted. */
+export function needsInterception(e: Entry, unknown: number): boolean {
+  return e.action === 'Inspect' || (e.l7mask & REQUEST_FACTS & unknown) !== 0
 }
 
 export function headersMatch(e: Entry, headers: ReadonlyMap<string, readonly string[]>): boolean {
@@ -65,14 +74,14 @@ export class PolicyEngine {
   private readonly methodAny: BitsRef
   private readonly byMethod: Map<string, BitsRef>
   private readonly paths: PathIndex
-  /** some Enforce entry inspects: only then is a pending decision's look-ahead worth its cost */
-  private readonly inspects: boolean
+  /** some Enforce entry may need interception: only then is a pending decision's look-ahead worth its cost */
+  private readonly intercepts: boolean
 
   constructor(policies: readonly CheckedPolicy[], fleetDefault: DefaultAction = 'Allow') {
     const entries = buildEntries(policies)
     this.entries = entries
     this.fleetDefault = fleetDefault
-    this.inspects = entries.some((e) => e.action === 'Inspect' && e.mode === 'Enforce')
+    this.intercepts = entries.some((e) => e.mode === 'Enforce' && needsInterception(e, -1))
     const n = entries.length
     const pool = new BitsPool(n)
     const anyOf = (constrained: (e: Entry) => boolean) => {
@@ -239,17 +248,17 @@ export class PolicyEngine {
             continue
           }
           if (decided) {
-            // Looking ahead past a pending decision: could an Inspect entry still decide?
-            if (entry.action === 'Inspect') {
+            // Looking ahead past a pending decision: could an entry that needs interception still decide?
+            if (needsInterception(entry, unknown)) {
               mayInspect = true
               break scan
             }
             if ((entry.l7mask & unknown) === 0) break scan
             continue
           }
-          if ((entry.l7mask & unknown) === 0 || entry.action === 'Inspect' || !this.inspects) {
-            return this.result(entry, audit, unknown, entry.action === 'Inspect')
-          }
+          if ((entry.l7mask & unknown) === 0 || !this.intercepts)
+            return this.result(entry, audit, unknown, false)
+          if (needsInterception(entry, unknown)) return this.result(entry, audit, unknown, true)
           decided = entry
         }
       }

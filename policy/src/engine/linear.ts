@@ -4,7 +4,7 @@ import { cidrContainsAddress } from '../cidr.ts'
 import { hostPatternMatches } from '../hostnames.ts'
 import type { DefaultAction } from '../schema.ts'
 import type { Decision } from './engine.ts'
-import { headersMatch } from './engine.ts'
+import { headersMatch, needsInterception } from './engine.ts'
 import type { Entry } from './entries.ts'
 import { type FlowFacts, hasPorts, Need, needsOf, normalizeHost } from './facts.ts'
 
@@ -62,12 +62,12 @@ export function decideLinear(entries: readonly Entry[], fleetDefault: DefaultAct
 
 export { Need }
 
-/** Whether an Inspect entry could decide, from `start` on, once the unknown facts are known. */
+/** Whether an entry needing interception could decide, from `start` on, once the unknown facts are known. */
 function mayInspectFrom(entries: readonly Entry[], start: number, f: FlowFacts, unknown: number): boolean {
   for (let k = start; k < entries.length; k++) {
     const e = entries[k]!
     if (e.mode === 'Audit' || !entryMatches(e, f)) continue
-    if (e.action === 'Inspect') return true
+    if (needsInterception(e, unknown)) return true
     if ((e.l7mask & unknown) === 0) return false
   }
   return false
