@@ -25,6 +25,7 @@
 import type { Decision, Entry, FlowFacts } from '../../../policy/src/engine/index.ts'
 import { FragmentCache } from '../flow/fragments.ts'
 import { FlowClass, type FlowTable } from '../flow/table.ts'
+import { RuleUsage } from '../visibility/rule-usage.ts'
 import { buildRstToSender, buildUnreachable } from '../wire/build.ts'
 import { adjust, sum16, update16 } from '../wire/checksum.ts'
 import { MalformedCounters } from '../wire/counters.ts'
@@ -39,6 +40,8 @@ import { containsIn, packetRulesOf, replaceInto } from './rules.ts'
 /** What the fast path needs from the policy engine. */
 export interface Decider {
   decide(f: FlowFacts): Decision
+  /** the entries decisions point into (PolicyEngine.entries): rule usage is counted per entry */
+  readonly entries?: readonly Entry[]
 }
 
 export interface FastPathOptions {
@@ -52,6 +55,8 @@ export interface FastPathOptions {
    * §2.4(f) requires ICMPv6 errors to be rate-limited; RFC 1812 §4.3.2.8 says the same for ICMPv4.
    */
   icmpErrorsPerSecond?: number
+  /** per-rule hit counters (default: the fast path's own) */
+  usage?: RuleUsage
 }
 
 /** Reused result of process(). */
@@ -118,10 +123,14 @@ export class FastPath {
   private readonly icmpRate: number
   private icmpTokens: number
   private icmpLast = Number.NEGATIVE_INFINITY
+  /** hits per rule: one per flow a rule decides (setDecision); the L7 path adds one per HTTP request */
+  readonly usage: RuleUsage
 
   constructor(o: FastPathOptions) {
     this.flows = o.flows
     this.engine = o.engine
+    this.usage = o.usage ?? new RuleUsage()
+    this.usage.setEntries(o.engine.entries ?? [])
     this.fragments = o.fragments ?? new FragmentCache()
     this.maxInnerLen = o.maxInnerLen ?? 8500
     this.icmpRate = o.icmpErrorsPerSecond ?? 1000
@@ -131,6 +140,7 @@ export class FastPath {
   /** New flows are decided by `engine` from now on; existing flows keep their decision. */
   setEngine(engine: Decider): void {
     this.engine = engine
+    this.usage.setEntries(engine.entries ?? [])
   }
 
   /** Interns a decision; returns its id (stable for the life of the FastPath). */
@@ -164,8 +174,18 @@ export class FastPath {
 
   /** Replaces flow i's decision (after an L7 peek made a pending decision final, or on re-evaluation). */
   setDecision(flow: number, d: Decision): void {
-    this.flows.decision[flow] = this.intern(d)
-    this.flows.verdict[flow] = verdictOf(d)
+    const flows = this.flows
+    const prev = this.decisions[flows.decision[flow]!]
+    flows.decision[flow] = this.intern(d)
+    flows.verdict[flow] = verdictOf(d)
+    // Rule usage: one hit when a flow gets a final decision, not again when the same deciding entries are
+    // stored twice (Authorize: once when its rule matches, again with the webhook's answer). A new flow's
+    // slot holds decision 0 (none). The flow's last-packet time stands in for the clock.
+    if (d.kind === 'final' && !(prev?.kind === 'final' && prev.entry === d.entry && prev.audit === d.audit)) {
+      const now = flows.last[flow]!
+      if (d.entry) this.usage.hit(d.entry, now)
+      if (d.audit) this.usage.hit(d.audit, now)
+    }
   }
 
   /** Parses one datagram and processes it; malformed datagrams are counted and dropped. */
