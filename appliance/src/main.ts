@@ -119,7 +119,13 @@ export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceH
     if (opts.admin) {
       // Registering the admin API restores the last good bundle from the state directory, so a restarted
       // appliance serves its policy before the operator calls again.
-      admin = await startAdminServer({ host: opts.bind, ...opts.admin, store, logger: log })
+      admin = await startAdminServer({
+        host: opts.bind,
+        ...opts.admin,
+        store,
+        logger: log,
+        ruleUsage: () => metrics.ruleUsage,
+      })
     }
     control = await startControlServer({
       host: opts.bind,
