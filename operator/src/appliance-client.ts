@@ -1,9 +1,10 @@
 // The operator's client for an appliance's admin API (appliance/src/admin): GET the running version,
-// PUT a bundle. Plain node:http/https with keep-alive agents (one connection per appliance is reused
+// PUT a bundle, GET the rule hit counters. Plain node:http/https with keep-alive agents (one connection per appliance is reused
 // across pushes) and a per-request timeout. A 401/403 is retried once with the previous token, which
 // covers a rotation the appliance has not seen yet (TokenFile keeps the token it replaced).
 import http from 'node:http'
 import https from 'node:https'
+import type { RuleUsageReport } from '../../appliance/src/admin/plugin.ts'
 import type { TokenFile } from '../../appliance/src/admin/tokens.ts'
 import type { ConfigBundle } from '../../policy/src/bundle.ts'
 import { OperatorError, OperatorErrorCodes } from './errors.ts'
@@ -47,6 +48,10 @@ export class ApplianceClient {
   async push(ep: Endpoint, bundle: ConfigBundle, signal?: AbortSignal): Promise<string> {
     const r = await this.#call(ep, 'PUT', '/v1/config', JSON.stringify(bundle), signal)
     return (r as { version: string }).version
+  }
+
+  async ruleUsage(ep: Endpoint, signal?: AbortSignal): Promise<RuleUsageReport> {
+    return (await this.#call(ep, 'GET', '/v1/rule-usage', undefined, signal)) as RuleUsageReport
   }
 
   async #call(ep: Endpoint, method: string, path: string, body: string | undefined, signal?: AbortSignal) {

@@ -1,6 +1,8 @@
 // The appliance's admin API, as a fastify plugin the appliance mounts:
 //   PUT /v1/config          body: a ConfigBundle → verified, applied atomically, persisted
 //   GET /v1/config/version  → { version, appliedAt } of the bundle running now
+//   GET /v1/rule-usage      → { bundleVersion, rules: [{ policy, rule, hits, lastHit }] }: hits per rule of
+//                             the running bundle since this process started (rule null: defaultAction)
 // Authentication: a bearer token from a mounted Secret file (tokens.ts), compared in constant time.
 // Why a bearer token and not mTLS: the token rotates by editing one Secret, which kubelet propagates to
 // every pod with no restart and no certificate authority for the operator to run; the server's TLS (the
@@ -13,6 +15,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { type ConfigBundle, verifyBundle } from '../../../policy/src/bundle.ts'
 import { FlowgateError } from '../../../policy/src/errors.ts'
 import type { CheckedPolicy } from '../../../policy/src/validate.ts'
+import type { RuleUsageSource } from '../control/metrics.ts'
 import { loadState, prepareState } from './state.ts'
 import type { TokenFile } from './tokens.ts'
 
@@ -22,6 +25,7 @@ export const AdminErrorCodes = {
   bundle: 'FG_ERR_BUNDLE',
   apply: 'FG_ERR_APPLY',
   state: 'FG_ERR_STATE',
+  unavailable: 'FG_ERR_UNAVAILABLE',
 } as const
 
 export type ApplyFn = (bundle: ConfigBundle, policies: CheckedPolicy[]) => void | Promise<void>
@@ -36,6 +40,14 @@ export interface AdminApiOptions {
   bodyLimit?: number
   /** load and apply the persisted bundle while the plugin registers (default true) */
   restore?: boolean
+  /** the packet path's rule hit counters; undefined until it is up */
+  ruleUsage?: () => RuleUsageSource | undefined
+}
+
+/** GET /v1/rule-usage */
+export interface RuleUsageReport {
+  bundleVersion: string | null
+  rules: { policy: string; rule: string | null; hits: number; lastHit: string | null }[]
 }
 
 export interface AdminState {
@@ -91,6 +103,26 @@ export async function adminApi(app: FastifyInstance, o: AdminApiOptions): Promis
   app.get('/v1/config/version', async (req, reply) => {
     if (!authenticate(req, reply)) return reply
     return { ...state }
+  })
+
+  app.get('/v1/rule-usage', async (req, reply) => {
+    if (!authenticate(req, reply)) return reply
+    const usage = o.ruleUsage?.()
+    if (!usage) {
+      return reply
+        .code(503)
+        .send({ code: AdminErrorCodes.unavailable, message: 'the packet path is not running yet' })
+    }
+    const report: RuleUsageReport = {
+      bundleVersion: state.version,
+      rules: usage.snapshot().map((u) => ({
+        policy: u.policy,
+        rule: u.rule,
+        hits: u.hits,
+        lastHit: u.lastHit === null ? null : new Date(u.lastHit).toISOString(),
+      })),
+    }
+    return report
   })
 
   app.put('/v1/config', { bodyLimit: o.bodyLimit ?? 16 * 1024 * 1024 }, async (req, reply) => {

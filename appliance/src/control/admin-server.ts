@@ -9,6 +9,7 @@ import type { CheckedPolicy } from '../../../policy/src/validate.ts'
 import { adminApi } from '../admin/plugin.ts'
 import { TokenFile } from '../admin/tokens.ts'
 import type { PolicyStore } from '../policy/policy-store.ts'
+import type { RuleUsageSource } from './metrics.ts'
 
 export interface AdminServerOptions {
   host: string
@@ -20,6 +21,8 @@ export interface AdminServerOptions {
   tlsKey?: string
   store: PolicyStore
   logger: Logger
+  /** the packet path's rule hit counters, for GET /v1/rule-usage */
+  ruleUsage?: () => RuleUsageSource | undefined
 }
 
 export async function startAdminServer(o: AdminServerOptions): Promise<FastifyInstance> {
@@ -36,6 +39,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<FastifyIn
   await app.register(adminApi, {
     tokens,
     stateDir: o.stateDir,
+    ...(o.ruleUsage ? { ruleUsage: o.ruleUsage } : {}),
     apply: (bundle: ConfigBundle, policies: CheckedPolicy[]) => {
       o.store.apply(bundle, policies, 'admin-api')
     },

@@ -3,6 +3,7 @@
 // them at scrape time through collect(). Label hashing per packet would cost more than the packet.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import { TCP_METRIC_NAMES, TCP_STATE_LABELS, type TcpMetrics } from '../tcp/metrics.ts'
+import type { RuleHits } from '../visibility/rule-usage.ts'
 
 export const DIRECTIONS = ['from-client', 'from-server'] as const
 
@@ -36,6 +37,16 @@ export interface DataplaneStats {
   flowRecords?: Float64Array
 }
 
+/** Per-rule hit counters (visibility/rule-usage.ts), read at scrape time and by the admin API. */
+export interface RuleUsageSource {
+  snapshot(): RuleHits[]
+}
+
+/** The IPFIX exporter's counters (flowlog/ipfix-exporter.ts): see IPFIX_COUNTS for the indexes. */
+export interface IpfixStats {
+  counts: Float64Array
+}
+
 export class ApplianceMetrics {
   readonly registry = new Registry()
   readonly decisionSeconds: Histogram
@@ -43,6 +54,8 @@ export class ApplianceMetrics {
   private readonly policyInfo: Gauge<'version' | 'source'>
   private readonly draining: Gauge
   private dp: DataplaneStats | undefined
+  private usage: RuleUsageSource | undefined
+  private ipfix: IpfixStats | undefined
 
   constructor() {
     const r = this.registry
@@ -200,6 +213,55 @@ export class ApplianceMetrics {
         if (p) for (const [i, result] of p.names.entries()) if (p.counts[i]) c.inc({ result }, p.counts[i]!)
       },
     )
+    // One series per entry of the bundle in force (its rules and default actions): bounded by the bundle.
+    const usage = () => this.usage
+    new Counter({
+      name: 'flowgate_rule_hits_total',
+      help: 'Flows (and HTTP requests of intercepted flows) decided by each rule; rule "defaultAction" is the policy\'s default action',
+      labelNames: ['policy', 'rule'],
+      registers: [r],
+      collect() {
+        this.reset()
+        for (const u of usage()?.snapshot() ?? [])
+          this.inc({ policy: u.policy, rule: u.rule ?? 'defaultAction' }, u.hits)
+      },
+    })
+    new Gauge({
+      name: 'flowgate_rule_last_hit_timestamp_seconds',
+      help: 'When each rule last decided a flow or request (unix seconds); absent for rules never hit',
+      labelNames: ['policy', 'rule'],
+      registers: [r],
+      collect() {
+        this.reset()
+        for (const u of usage()?.snapshot() ?? [])
+          if (u.lastHit !== null)
+            this.set({ policy: u.policy, rule: u.rule ?? 'defaultAction' }, u.lastHit / 1000)
+      },
+    })
+    const ipfix = () => this.ipfix
+    new Counter({
+      name: 'flowgate_ipfix_records_total',
+      help: 'Flow records exported over IPFIX, or dropped (queue full, collector unreachable, send error)',
+      labelNames: ['result'],
+      registers: [r],
+      collect() {
+        this.reset()
+        const c = ipfix()?.counts
+        if (!c) return
+        if (c[0]) this.inc({ result: 'exported' }, c[0])
+        if (c[1]) this.inc({ result: 'dropped' }, c[1])
+      },
+    })
+    new Counter({
+      name: 'flowgate_ipfix_messages_total',
+      help: 'IPFIX messages sent to the collector',
+      registers: [r],
+      collect() {
+        this.reset()
+        const c = ipfix()?.counts
+        if (c?.[2]) this.inc(c[2])
+      },
+    })
     const gauge = (name: string, help: string, read: (s: DataplaneStats) => number) =>
       new Gauge({
         name,
@@ -239,6 +301,20 @@ export class ApplianceMetrics {
 
   attachDataplane(stats: DataplaneStats): void {
     this.dp = stats
+  }
+
+  /** The packet path's rule hit counters (FastPath.usage). */
+  attachRuleUsage(usage: RuleUsageSource): void {
+    this.usage = usage
+  }
+
+  /** Where the admin API reads rule usage from; undefined until the packet path is up. */
+  get ruleUsage(): RuleUsageSource | undefined {
+    return this.usage
+  }
+
+  attachIpfix(stats: IpfixStats): void {
+    this.ipfix = stats
   }
 
   setPolicy(version: string, source: string): void {
