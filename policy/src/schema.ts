@@ -226,11 +226,23 @@ export const Condition = Type.Object({
   observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
 })
 
-export const RuleUsage = Type.Object({
-  name: Type.String(),
-  hits: Type.Integer({ minimum: 0 }),
-  lastHit: Type.Optional(Type.String({ format: 'date-time' })),
-})
+export const RuleUsage = Type.Object(
+  {
+    name: Type.String({ description: 'the rule (spec.rules[].name)', maxLength: 63 }),
+    hits: Type.Integer({
+      minimum: 0,
+      description:
+        'flows (and HTTP requests of intercepted flows) the rule decided, summed over the running appliances since each started',
+    }),
+    lastHit: Type.Optional(
+      Type.String({
+        format: 'date-time',
+        description: 'the latest hit seen on any appliance; kept when appliances restart',
+      }),
+    ),
+  },
+  { description: 'usage of one rule, gathered from the appliances by the operator' },
+)
 
 export const FlowPolicyStatus = Type.Object({
   observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
@@ -247,7 +259,15 @@ export const FlowPolicyStatus = Type.Object({
       programmed: Type.Integer({ minimum: 0 }),
     }),
   ),
-  rules: Type.Optional(Type.Array(RuleUsage)),
+  rules: Type.Optional(
+    Type.Array(RuleUsage, {
+      description:
+        "rule usage, in spec order, refreshed periodically from the appliances' counters (find rules nobody hits)",
+      maxItems: LIMITS.rules,
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['name'],
+    }),
+  ),
 })
 
 export const ObjectMeta = Type.Object({
