@@ -25,6 +25,7 @@ import {
   Watch,
 } from '@kubernetes/client-node'
 import pino, { type Logger } from 'pino'
+import type { RuleUsageReport } from '../../appliance/src/admin/plugin.ts'
 import { TokenFile } from '../../appliance/src/admin/tokens.ts'
 import { type ConfigBundle, compile } from '../../policy/src/bundle.ts'
 import type { DefaultAction } from '../../policy/src/schema.ts'
@@ -47,6 +48,7 @@ import {
   statusPatch,
 } from './reconcilers/policies.ts'
 import { planTargets } from './reconcilers/targets.ts'
+import { desiredRules, ruleNamesByPolicy, rulesPatch, sumUsage } from './reconcilers/usage.ts'
 import { startServer } from './server.ts'
 
 export const CONTROLLER_NAME = 'flowgate.io/operator'
@@ -110,6 +112,11 @@ export interface OperatorOptions {
   targetsDelayMs?: number
   /** appliance pushes in flight at once */
   pushConcurrency?: number
+  /**
+   * how often rule usage is read from every appliance and written to FlowPolicy status.rules (default
+   * 30 s; 0: never). A policy's status is patched at most this often, and only when its usage changed.
+   */
+  usageIntervalMs?: number
   /** namespace for Events about cluster-scoped FlowPolicies (Kubernetes puts those in "default") */
   eventsNamespace?: string
   /** metrics/health server; false to not start one */
@@ -139,6 +146,9 @@ type FlowPolicyResource = KubeObject & { status?: FlowPolicyObject['status']; sp
 
 const POLICIES_KEY = 'policies'
 const TARGETS_KEY = 'targets'
+const USAGE_KEY = 'usage'
+/** rule usage reads in flight at once */
+const USAGE_CONCURRENCY = 16
 
 export async function runOperator(o: OperatorOptions): Promise<RunningOperator> {
   const log = o.logger ?? pino({ name: 'flowgate-operator' })
@@ -198,7 +208,9 @@ export async function runOperator(o: OperatorOptions): Promise<RunningOperator> 
   const policiesQ = new WorkQueue(queueOpts('policies'))
   const appliancesQ = new WorkQueue({ ...queueOpts('appliances'), concurrency: o.pushConcurrency ?? 32 })
   const targetsQ = new WorkQueue(queueOpts('targets'))
-  const queues = [policiesQ, appliancesQ, targetsQ]
+  const usageQ = new WorkQueue(queueOpts('usage'))
+  const queues = [policiesQ, appliancesQ, targetsQ, usageQ]
+  const usageIntervalMs = o.usageIntervalMs ?? 30_000
   metrics.queues.push(...queues)
 
   // ------------------------------------------------------------------ informers
@@ -437,6 +449,60 @@ export async function runOperator(o: OperatorOptions): Promise<RunningOperator> 
     return { requeueAfterMs: resyncMs }
   }
 
+  // ------------------------------------------------------------------ usage reconciler
+  /** each appliance's last rule usage report, by pod key: one that fails to answer keeps its last one */
+  const usageReports = new Map<string, RuleUsageReport>()
+
+  async function reconcileUsage(_key: string, signal: AbortSignal): Promise<{ requeueAfterMs: number }> {
+    const fleet = appliances().filter(isPushTarget)
+    const live = new Set(fleet.map((a) => a.key))
+    for (const k of usageReports.keys()) if (!live.has(k)) usageReports.delete(k)
+    const pending = [...fleet]
+    const read = async () => {
+      for (let a = pending.shift(); a; a = pending.shift()) {
+        mustLead(signal)
+        try {
+          const report = await appliancesClient.ruleUsage({ host: a.address!, port: a.adminPort }, signal)
+          usageReports.set(a.key, report)
+          metrics.usageReports.inc({ result: 'ok' })
+        } catch (err) {
+          metrics.usageReports.inc({ result: 'error' })
+          log.debug({ appliance: a.key, err: errorMessage(err) }, 'could not read rule usage')
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(USAGE_CONCURRENCY, fleet.length) }, read))
+    const current = bundle
+    if (!current) return { requeueAfterMs: usageIntervalMs }
+    const summed = sumUsage(usageReports.values())
+    const names = ruleNamesByPolicy(current)
+    for (const obj of policies.list()) {
+      const name = obj.metadata?.name ?? ''
+      const rules = names.get(name)
+      if (!rules) continue // not in the bundle (invalid): no appliance counts its rules
+      const existing = Array.isArray(obj.status?.rules) ? obj.status.rules : undefined
+      const patch = rulesPatch(existing, desiredRules(rules, summed.get(name), existing))
+      if (!patch) continue
+      mustLead(signal)
+      try {
+        await withTimeout(
+          custom.patchClusterCustomObjectStatus(
+            { group: GROUP, version: VERSION, plural: PLURAL, name, body: patch },
+            setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+          ),
+          30_000,
+          `status.rules of ${name}`,
+        )
+        metrics.statusWrites.inc()
+      } catch (err) {
+        // Not retried before the next interval: usage is refreshed then anyway, and the interval is the
+        // bound on how often status is written.
+        log.warn({ policy: name, err: errorMessage(err) }, 'could not write rule usage')
+      }
+    }
+    return { requeueAfterMs: usageIntervalMs }
+  }
+
   // ------------------------------------------------------------------ leadership
   const enqueueAll = () => {
     policiesQ.add(POLICIES_KEY)
@@ -460,6 +526,11 @@ export async function runOperator(o: OperatorOptions): Promise<RunningOperator> 
       policiesQ.start(reconcilePolicies)
       appliancesQ.start(reconcileAppliance)
       targetsQ.start(reconcileTargets)
+      if (usageIntervalMs > 0) {
+        usageQ.start(reconcileUsage)
+        // the first read one interval in, when the appliances have had a bundle and traffic
+        usageQ.addAfter(USAGE_KEY, usageIntervalMs)
+      }
       enqueueAll()
       resyncTimer = setInterval(enqueueAll, resyncMs)
     })

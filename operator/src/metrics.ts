@@ -77,6 +77,12 @@ export function createMetrics(registry = new Registry()) {
       help: 'FlowPolicy status patches written',
       registers,
     }),
+    usageReports: new Counter({
+      name: 'flowgate_operator_usage_reports_total',
+      help: 'Rule usage reads from appliances (GET /v1/rule-usage), by result (ok, error)',
+      labelNames: ['result'] as const,
+      registers,
+    }),
     events: new Counter({
       name: 'flowgate_operator_events_total',
       help: 'Kubernetes Events emitted, by reason',

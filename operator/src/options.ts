@@ -21,7 +21,8 @@ export const OPERATOR_USAGE = `flowgate operator [options]
   --identity NAME            Lease holder identity (env POD_NAME; default hostname_pid)
   --lease-name NAME          (default flowgate-operator)
   --events-namespace NS      where Events about (cluster-scoped) FlowPolicies go (default default)
-  --listen HOST:PORT         metrics and health server (default 0.0.0.0:8080)`
+  --listen HOST:PORT         metrics and health server (default 0.0.0.0:8080)
+  --usage-interval-seconds N read rule usage from the appliances into status.rules this often (default 30; 0: off)`
 
 const FLAGS = new Set([
   'namespace',
@@ -38,6 +39,7 @@ const FLAGS = new Set([
   'identity',
   'lease-name',
   'listen',
+  'usage-interval-seconds',
 ])
 
 function fail(message: string): never {
@@ -97,6 +99,15 @@ export function parseOperatorArgs(args: string[], env: NodeJS.ProcessEnv = proce
   if (identity) o.identity = identity
   const lease = get('lease-name')
   if (lease) o.leaseName = lease
+  const usage = get('usage-interval-seconds')
+  if (usage !== undefined) {
+    const n = Number(usage)
+    if (!Number.isInteger(n) || n < 0 || n > 86_400)
+      fail(`--usage-interval-seconds: "${usage}" is not a whole number of seconds from 0 to 86400`)
+    // below 5 s the operator would read every appliance more often than anyone looks at status
+    if (n > 0 && n < 5) fail('--usage-interval-seconds: at least 5 (or 0 to turn usage off)')
+    o.usageIntervalMs = n * 1000
+  }
   const listen = get('listen') ?? '0.0.0.0:8080'
   const m = /^(.*):(\d+)$/.exec(listen) ?? fail(`--listen: "${listen}" is not HOST:PORT`)
   o.listen = { host: m[1] || '0.0.0.0', port: Number(m[2]) }

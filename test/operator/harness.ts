@@ -9,8 +9,10 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import pino from 'pino'
 import { adminApi } from '../../appliance/src/admin/plugin.ts'
 import { TokenFile } from '../../appliance/src/admin/tokens.ts'
+import { RuleUsage } from '../../appliance/src/visibility/rule-usage.ts'
 import { type OperatorOptions, type RunningOperator, runOperator } from '../../operator/src/main.ts'
 import type { ConfigBundle } from '../../policy/src/bundle.ts'
+import { PolicyEngine } from '../../policy/src/engine/index.ts'
 import { Elbv2Server } from '../support/elbv2-server.ts'
 import { KubeApiServer, type Obj } from '../support/kube-api-server.ts'
 
@@ -50,6 +52,10 @@ export interface Appliance {
   /** while true, the appliance's engine refuses every bundle (the admin API answers 500) */
   refuse: boolean
   app: FastifyInstance | undefined
+  /** the rule hit counters its admin API reports, over the engine of the running bundle */
+  usage: RuleUsage
+  /** the engine of the running bundle (decisions to count with usage.record) */
+  engine: PolicyEngine | undefined
   stop(): Promise<void>
   start(): Promise<void>
 }
@@ -115,6 +121,8 @@ export class Cluster {
       backoffMaxMs: 300,
       statusDelayMs: 50,
       targetsDelayMs: 50,
+      // rule usage writes status.rules; only the tests about it turn it on
+      usageIntervalMs: 0,
       listen: false,
       logger: pino({ level: process.env.FLOWGATE_TEST_LOG ?? 'silent' }),
       ...over,
@@ -145,10 +153,15 @@ export class Cluster {
       running: () => current?.version,
       refuse: false,
       app: undefined,
+      usage: new RuleUsage(),
+      engine: undefined,
       stop: async () => {
         const app = a.app
         a.app = undefined
         current = undefined
+        // a restarted appliance process counts from zero
+        a.usage = new RuleUsage()
+        a.engine = undefined
         await app?.close()
       },
       start: async () => {
@@ -156,8 +169,11 @@ export class Cluster {
         await app.register(adminApi, {
           tokens: new TokenFile({ path: this.tokenPath, checkMs: 50 }),
           stateDir,
-          apply: (bundle) => {
+          ruleUsage: () => a.usage,
+          apply: (bundle, policies) => {
             if (a.refuse) throw new Error('engine refused the bundle')
+            a.engine = new PolicyEngine(policies, bundle.fleetDefault)
+            a.usage.setEntries(a.engine.entries)
             current = bundle
             a.applied.push({ version: bundle.version, at: Date.now() })
           },

@@ -3,6 +3,7 @@
 import type { BundlePolicy, ConfigBundle } from '../../../policy/src/bundle.ts'
 import { formatFieldError } from '../../../policy/src/errors.ts'
 import type { PolicyValidation } from '../../../policy/src/validate.ts'
+import type { RuleUsageStatus } from './usage.ts'
 
 export interface Condition {
   type: string
@@ -23,7 +24,8 @@ export interface PolicyStatus {
 
 export interface FlowPolicyObject {
   metadata?: { name?: string; generation?: number; uid?: string; resourceVersion?: string }
-  status?: Partial<PolicyStatus>
+  /** status.rules is written by the usage reconciler (usage.ts), the rest by this one */
+  status?: Partial<PolicyStatus> & { rules?: RuleUsageStatus[] }
 }
 
 /** "name@generation": the unit an appliance can be said to run. */
