@@ -13,6 +13,7 @@ import { RuleUsage } from '../../appliance/src/visibility/rule-usage.ts'
 import { type OperatorOptions, type RunningOperator, runOperator } from '../../operator/src/main.ts'
 import type { ConfigBundle } from '../../policy/src/bundle.ts'
 import { PolicyEngine } from '../../policy/src/engine/index.ts'
+import type { CheckedPolicy } from '../../policy/src/validate.ts'
 import { Elbv2Server } from '../support/elbv2-server.ts'
 import { KubeApiServer, type Obj } from '../support/kube-api-server.ts'
 
@@ -170,7 +171,7 @@ export class Cluster {
           tokens: new TokenFile({ path: this.tokenPath, checkMs: 50 }),
           stateDir,
           ruleUsage: () => a.usage,
-          apply: (bundle, policies) => {
+          apply: (bundle: ConfigBundle, policies: CheckedPolicy[]) => {
             if (a.refuse) throw new Error('engine refused the bundle')
             a.engine = new PolicyEngine(policies, bundle.fleetDefault)
             a.usage.setEntries(a.engine.entries)
