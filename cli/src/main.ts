@@ -3,6 +3,7 @@ import { applianceCommand } from './appliance.ts'
 import { caCommand } from './ca.ts'
 import { compileCommand } from './compile.ts'
 import { operatorCommand } from './operator.ts'
+import { rulesCommand } from './rules.ts'
 import { validateCommand } from './validate.ts'
 
 export interface Command {
@@ -12,7 +13,14 @@ export interface Command {
   run(args: string[]): Promise<number>
 }
 
-const commands: Command[] = [validateCommand, compileCommand, applianceCommand, operatorCommand, caCommand]
+const commands: Command[] = [
+  validateCommand,
+  compileCommand,
+  applianceCommand,
+  operatorCommand,
+  caCommand,
+  rulesCommand,
+]
 
 export function helpText(): string {
   const width = Math.max(...commands.map((c) => c.name.length))
