@@ -97,16 +97,7 @@ test('rules unused: from the status the operator wrote, as a table and as JSON',
   t.deepEqual(JSON.parse(json.stdout), [{ policy: 'web', rule: 'never', hits: 0, lastHit: null }])
 
   const since = new Date(now - 1000).toISOString()
-  const rfc = await flowgate(
-    'rules',
-    'unused',
-    '--since',
-    since,
-    '--output',
-    'json',
-    '--kubeconfig',
-    kubeconfig,
-  )
+  const rfc = await flowgate('rules', 'unused', '--since', since, '-o', 'json', '--kubeconfig', kubeconfig)
   t.deepEqual(
     JSON.parse(rfc.stdout).map((r: { rule: string }) => r.rule),
     ['http', 'old', 'never'],
