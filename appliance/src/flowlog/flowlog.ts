@@ -17,12 +17,25 @@
 import type { Decision } from '../../../policy/src/engine/index.ts'
 import { Verdict } from '../fastpath/counters.ts'
 import { FlowState, type FlowTable, type RemoveReason } from '../flow/table.ts'
-import { buildFlowRecord, type FlowL7, type FlowRecord, type RecordReason } from './record.ts'
+import {
+  buildFlowRecord,
+  type FlowL7,
+  type FlowRecord,
+  type FlowRecordInput,
+  type RecordReason,
+} from './record.ts'
 import { FlowLogWriter } from './writer.ts'
+
+/** Another output for the same records (the IPFIX exporter); push must not block. */
+export interface FlowRecordSink {
+  /** `input` has what the JSON record rounds or formats away: raw addresses, times in ms */
+  push(record: FlowRecord, input: FlowRecordInput): void
+  close(): Promise<void>
+}
 
 export interface FlowLogOptions {
   /** where records go (FlowLogWriter.push); must not block */
-  sink: (record: FlowRecord) => void
+  sink?: (record: FlowRecord, input: FlowRecordInput) => void
   /** the flow's current decision (FastPath.decisionOf) */
   decisionOf: (flow: number) => Decision | undefined
   /** a long-lived flow gets a record this often (default 60 s) */
@@ -57,6 +70,7 @@ export class FlowLog {
   private done = new Uint8Array(0)
   private readonly l7 = new Map<number, FlowL7>()
   private lastScan = 0
+  private readonly sinks: FlowRecordSink[] = []
   /** set when the log owns its output (FlowLog.open) */
   writer: FlowLogWriter | undefined
 
@@ -68,20 +82,29 @@ export class FlowLog {
     this.maxRecordsPerScan = o.maxRecordsPerScan ?? 4096
   }
 
-  /** A log writing JSON lines to `target` (`-` is stdout, else a file appended to) through a bounded queue. */
+  /**
+   * A log writing JSON lines to `target` (`-` is stdout, else a file appended to) through a bounded queue;
+   * `''`: no JSON output, the records go only to sinks added with addSink (IPFIX alone).
+   */
   static open(target: string, o: Omit<FlowLogOptions, 'sink'>): FlowLog {
+    if (target === '') return new FlowLog(o)
     const writer = FlowLogWriter.open(target)
     const log = new FlowLog({ ...o, sink: (r) => writer.push(r) })
     log.writer = writer
     return log
   }
 
-  /** On shutdown: a final record ('removed') for every flow still in the table, then the output closed. */
+  /** Sends every record to `sink` as well, from now on; FlowLog.close closes it. */
+  addSink(sink: FlowRecordSink): void {
+    this.sinks.push(sink)
+  }
+
+  /** On shutdown: a final record ('removed') for every flow still in the table, then the outputs closed. */
   async close(): Promise<void> {
     const f = this.flows
     if (f)
       for (const i of f.live()) if (!this.done[i] || this.hasNew(f, i)) this.emit(f, i, 'removed', f.last[i]!)
-    await this.writer?.close()
+    await Promise.all([this.writer?.close(), ...this.sinks.map((s) => s.close())])
   }
 
   /** Binds the table (created with `onRemove: (i, r) => log.onRemove(i, r)`). */
@@ -168,7 +191,7 @@ export class FlowLog {
     const b0 = f.bytes[2 * i]!
     const b1 = f.bytes[2 * i + 1]!
     const since = this.reportedAt[i]!
-    const record = buildFlowRecord({
+    const input: FlowRecordInput = {
       key: f.keyOf(i),
       startMs: since === 0 ? f.created[i]! : since,
       endMs: f.last[i]!,
@@ -178,7 +201,8 @@ export class FlowLog {
       decision: this.o.decisionOf(i),
       l7: this.l7.get(i),
       reason,
-    })
+    }
+    const record = buildFlowRecord(input)
     this.basePackets[2 * i] = p0
     this.basePackets[2 * i + 1] = p1
     this.baseBytes[2 * i] = b0
@@ -186,6 +210,7 @@ export class FlowLog {
     this.reportedAt[i] = now
     // flags since the previous record, as VPC ORs them per aggregation window
     f.tcpFlags[i] = 0
-    this.o.sink(record)
+    this.o.sink?.(record, input)
+    for (const s of this.sinks) s.push(record, input)
   }
 }

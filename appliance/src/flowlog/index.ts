@@ -1,4 +1,11 @@
-export { FlowLog, type FlowLogOptions } from './flowlog.ts'
+export { FlowLog, type FlowLogOptions, type FlowRecordSink } from './flowlog.ts'
+export {
+  IPFIX_COUNTS,
+  IpfixExporter,
+  type IpfixExporterOptions,
+  type IpfixTarget,
+  parseIpfixTarget,
+} from './ipfix-exporter.ts'
 export {
   buildFlowRecord,
   type FlowL7,
