@@ -2,6 +2,7 @@
 // the arguments the DaemonSet template renders.
 import { parseArgs } from 'node:util'
 import { DEFAULT_ACTIONS, type DefaultAction } from '../../policy/src/schema.ts'
+import { type IpfixTarget, parseIpfixTarget } from './flowlog/ipfix-exporter.ts'
 
 export const APPLIANCE_USAGE = [
   'flowgate appliance (--policies FILE | --admin-token-file FILE --state-dir DIR) [options]',
@@ -26,6 +27,7 @@ export const APPLIANCE_USAGE = [
   '  --idle-seconds N         idle timeout of other flows (default 120)',
   '  --flow-log FILE|-        flow records (JSON lines, VPC Flow Logs v5 field names) to FILE or stdout (default off)',
   '  --flow-log-interval-seconds N   a record per long-lived flow this often (default 60)',
+  '  --ipfix HOST:PORT        also export flow records over IPFIX (RFC 7011, UDP) to this collector (port default 4739)',
   '  --log-level LEVEL        pino level (default info)',
 ].join('\n')
 
@@ -46,6 +48,8 @@ export interface ApplianceCliOptions {
   /** file path or `-` for stdout */
   flowLog?: string
   flowLogIntervalSeconds: number
+  /** IPFIX collector for the flow records */
+  ipfix?: IpfixTarget
   logLevel: string
 }
 
@@ -96,6 +100,7 @@ export function parseApplianceArgs(args: string[]): ApplianceCliOptions {
         'idle-seconds': str,
         'flow-log': str,
         'flow-log-interval-seconds': str,
+        ipfix: str,
       },
     }).values
   } catch (err) {
@@ -146,9 +151,16 @@ export function parseApplianceArgs(args: string[]): ApplianceCliOptions {
     logLevel: values['log-level'] ?? 'info',
   }
   if (values['flow-log'] === '') fail('--flow-log needs a file path, or - for stdout')
+  if (values.ipfix !== undefined) {
+    try {
+      out.ipfix = parseIpfixTarget(values.ipfix)
+    } catch (err) {
+      fail((err as Error).message)
+    }
+  }
   if (values['flow-log']) out.flowLog = values['flow-log']
-  else if (values['flow-log-interval-seconds'] !== undefined)
-    fail('--flow-log-interval-seconds goes with --flow-log')
+  else if (values['flow-log-interval-seconds'] !== undefined && !out.ipfix)
+    fail('--flow-log-interval-seconds goes with --flow-log or --ipfix')
   if (values.policies) out.policies = values.policies
   if (managed) {
     out.admin = {
