@@ -18,7 +18,7 @@ export const applianceCommand: Command = {
       return 2
     }
     const logger = pino({ name: 'flowgate-appliance', level: o.logLevel })
-    const { gwlbDataplane } = await import('../../appliance/src/dataplane/gwlb-dataplane.ts')
+    const { visibleGwlbDataplane } = await import('../../appliance/src/visibility/dataplane.ts')
     const handle = await startAppliance({
       ...(o.policies ? { policies: o.policies } : {}),
       ...(o.admin ? { admin: o.admin } : {}),
@@ -29,14 +29,20 @@ export const applianceCommand: Command = {
       drainSeconds: o.drainSeconds,
       fleetDefault: o.fleetDefault,
       // --upstream-ca: roots trusted for servers the appliance calls as a client (authorizer webhooks too).
-      dataplane: gwlbDataplane({
-        io: o.io,
-        flowCapacity: o.flowCapacity,
-        tcpIdleMs: o.tcpIdleSeconds * 1000,
-        otherIdleMs: o.idleSeconds * 1000,
-        ...(o.upstreamCa ? { authorizerCa: readFileSync(o.upstreamCa) } : {}),
-        ...(o.flowLog ? { flowLog: { target: o.flowLog, intervalMs: o.flowLogIntervalSeconds * 1000 } } : {}),
-      }),
+      dataplane: visibleGwlbDataplane(
+        {
+          io: o.io,
+          flowCapacity: o.flowCapacity,
+          tcpIdleMs: o.tcpIdleSeconds * 1000,
+          otherIdleMs: o.idleSeconds * 1000,
+          ...(o.upstreamCa ? { authorizerCa: readFileSync(o.upstreamCa) } : {}),
+          // IPFIX alone: a flow log without JSON output ('') decides when records are due
+          ...(o.flowLog || o.ipfix
+            ? { flowLog: { target: o.flowLog ?? '', intervalMs: o.flowLogIntervalSeconds * 1000 } }
+            : {}),
+        },
+        o.ipfix ? { ipfix: o.ipfix } : {},
+      ),
       logger,
     })
     process.on('SIGHUP', () => void handle.policyFile?.reload())
