@@ -4,9 +4,9 @@
 import test from 'ava'
 import { TcpErrorCode } from '../../appliance/src/tcp/errors.ts'
 import { Flag } from '../../appliance/src/tcp/segment.ts'
-import { seqAdd, seqSub } from '../../appliance/src/tcp/seq.ts'
+import { type Seq, seqAdd, seqSub } from '../../appliance/src/tcp/seq.ts'
 import { State } from '../../appliance/src/tcp/state.ts'
-import { accepted, bytes, Ctx, established, IRS, ISS } from './harness.ts'
+import { accepted, bytes, Ctx, established, IRS, ISS, sackOpen } from './harness.ts'
 
 const S1 = seqAdd(ISS, 1)
 const R1 = seqAdd(IRS, 1)
@@ -387,15 +387,35 @@ test('MSS: clamped to our GWLB MSS, defaulted to 536 without the option, less 12
 
 // --- receiving: delayed ACK, SACK generation, zero window -----------------------------------------------------
 
-test('delayed ACK: one segment is ACKed after the delay, the second at once (RFC 9293 §3.8.6.3)', (t) => {
+test('delayed ACK: after the quick-ACK start, one segment is ACKed after the delay, the second at once (RFC 9293 §3.8.6.3)', (t) => {
   const c = established()
-  c.input({ payload: bytes(100) })
+  // Quick-ACK mode: the first 16 data segments are ACKed one by one, so that a sender in slow start is not
+  // held up by our delay.
+  for (let i = 0; i < 16; i++) {
+    c.input({ seq: seqAdd(R1, i * 100), payload: bytes(100) })
+    t.is(c.one().ack, seqAdd(R1, (i + 1) * 100), `segment ${i} ACKed at once`)
+  }
+  const base = seqAdd(R1, 1600)
+  c.input({ seq: base, payload: bytes(100) })
   t.is(c.take().length, 0)
   c.clock.advance(40)
-  t.is(c.one().ack, seqAdd(R1, 100))
-  c.input({ seq: seqAdd(R1, 100), payload: bytes(100) })
-  c.input({ seq: seqAdd(R1, 200), payload: bytes(100) })
-  t.is(c.one().ack, seqAdd(R1, 300))
+  t.is(c.one().ack, seqAdd(base, 100))
+  c.input({ seq: seqAdd(base, 100), payload: bytes(100) })
+  c.input({ seq: seqAdd(base, 200), payload: bytes(100) })
+  t.is(c.one().ack, seqAdd(base, 300))
+})
+
+test('quick ACKs resume after a gap: the segments after an out-of-order arrival are ACKed at once', (t) => {
+  const c = established()
+  for (let i = 0; i < 16; i++) c.input({ seq: seqAdd(R1, i * 100), payload: bytes(100) })
+  c.take()
+  const base = seqAdd(R1, 1600)
+  c.input({ seq: seqAdd(base, 100), payload: bytes(100) })
+  t.is(c.one().ack, base, 'out of order: a duplicate ACK at once')
+  c.input({ seq: base, payload: bytes(100) })
+  t.is(c.one().ack, seqAdd(base, 200), 'the gap filled: ACK at once')
+  c.input({ seq: seqAdd(base, 200), payload: bytes(100) })
+  t.is(c.one().ack, seqAdd(base, 300), 'and the next in-order segment too (quick-ACK mode again)')
 })
 
 test('SACK generation: out-of-order data is ACKed at once with blocks, most recent first (RFC 2018 §4)', (t) => {
@@ -513,15 +533,15 @@ test('the handshake RTT is sampled when the SYN was not retransmitted', (t) => {
   t.is(c.conn.rto.rto, 240) // 80 + 4 * 40
 })
 
-test('fast retransmit after three duplicate ACKs, NewReno partial and full ACKs (RFC 5681 §3.2, RFC 6582)', (t) => {
+test('without SACK: fast retransmit after three duplicate ACKs, NewReno partial ACK, PRR, exit at ssthresh (RFC 5681 §3.2, RFC 6582, RFC 6937)', (t) => {
   const c = established({ peer: { mss: 1000 } })
   // Open cwnd: ACK a first flight.
   c.conn.write(bytes(4000))
   c.take()
   c.input({ ack: seqAdd(S1, 4000) })
   c.take()
-  // Slow start: cwnd grew from 4000 by one SMSS for that ACK (RFC 5681 eq. 2).
-  t.is(c.conn.cc.cwnd, 5000)
+  // Slow start: cwnd grew from 4000 by min(N, 2*SMSS) for that ACK (RFC 5681 eq. 2, RFC 3465 L = 2*SMSS).
+  t.is(c.conn.cc.cwnd, 6000)
   c.conn.write(bytes(5000))
   const sent = c.take()
   t.is(sent.length, 5)
@@ -531,34 +551,55 @@ test('fast retransmit after three duplicate ACKs, NewReno partial and full ACKs 
   t.is(c.take().length, 0, 'two duplicates: nothing yet')
   c.input({ ack: una })
   const fr = c.take()
+  t.is(fr.length, 1)
   t.is(fr[0]!.seq, una)
   t.is(c.metrics.fastRetransmits, 1)
-  t.true(c.conn.cc.inRecovery)
-  t.is(c.conn.cc.ssthresh, 2500)
-  // Partial ACK: retransmit the next hole at once.
+  t.is(c.metrics.fastRecoveries, 1)
+  t.true(c.conn.recovery.inRecovery)
+  t.is(c.conn.cc.ssthresh, 2500, 'FlightSize / 2')
+  // Partial ACK: the next unacknowledged segment is lost too and goes at once (RFC 6582 §3.2 step 3).
   c.input({ ack: seqAdd(una, 2000) })
   const pr = c.take()
   t.is(pr[0]!.seq, seqAdd(una, 2000))
-  t.true(c.conn.cc.inRecovery)
-  // Full ACK: leave recovery.
+  t.is(pr[0]!.payload.length, 1000)
+  t.true(c.conn.recovery.inRecovery)
+  // Full ACK: leave recovery with cwnd = ssthresh (RFC 6937 §3.1).
   c.input({ ack: seqAdd(una, 5000) })
-  t.false(c.conn.cc.inRecovery)
-  t.is(c.conn.cc.cwnd, 2000, 'min(ssthresh, max(FlightSize = 0, SMSS) + SMSS)')
+  t.false(c.conn.recovery.inRecovery)
+  t.is(c.conn.cc.cwnd, 2500)
+  t.is(c.metrics.rtoExpiries, 0)
 })
 
-test('SACK use: recovery retransmits the holes, never SACKed data (RFC 2018, RFC 6675)', (t) => {
-  const c = established({ cfg: { sack: true }, peer: { mss: 1000, sackPermitted: true } })
+test('limited transmit (RFC 3042): the first two duplicate ACKs each let one new segment out', (t) => {
+  const c = established({ peer: { mss: 1000 } })
   c.conn.write(bytes(4000))
-  c.take()
-  c.input({ ack: seqAdd(S1, 4000) })
-  c.take()
-  c.conn.write(bytes(8000))
-  t.is(c.take().length, 5) // cwnd 5000
+  t.is(c.take().length, 4, 'initial window')
+  c.conn.write(bytes(3000))
+  t.is(c.take().length, 0, 'cwnd full')
+  c.input({ ack: S1 })
+  let s = c.take()
+  t.is(s.length, 1)
+  t.is(s[0]!.seq, seqAdd(S1, 4000), 'new data on the first duplicate')
+  c.input({ ack: S1 })
+  s = c.take()
+  t.is(s.length, 1)
+  t.is(s[0]!.seq, seqAdd(S1, 5000), 'and on the second')
+  t.false(c.conn.recovery.inRecovery)
+})
+
+test('SACK use: recovery retransmits the holes, never SACKed data (RFC 2018, RFC 6675, RFC 8985 DupThresh rule)', (t) => {
+  const c = sackOpen()
+  c.conn.write(bytes(10_000))
+  t.is(c.take().length, 6) // cwnd 6000
   const u = seqAdd(S1, 4000)
-  // Segments 0 and 2 lost; 1, 3, 4 arrive.
+  const at = (segs: { seq: Seq }[]) => segs.map((s) => seqSub(s.seq, u))
   const sack = (blocks: [number, number][]) =>
     blocks.map(([l, r]) => ({ left: seqAdd(u, l), right: seqAdd(u, r) }))
+  // Segments 0 and 2 lost; 1, 3, 4 arrive one RTT (10 ms) after they left.
+  c.clock.advance(10)
   c.input({ ack: u, sack: sack([[1000, 2000]]) })
+  // A SACKed segment has left the network (RFC 6675 pipe): one new segment may go — limited transmit.
+  t.deepEqual(at(c.take()), [6000])
   c.input({
     ack: u,
     sack: sack([
@@ -566,6 +607,7 @@ test('SACK use: recovery retransmits the holes, never SACKed data (RFC 2018, RFC
       [1000, 2000],
     ]),
   })
+  t.deepEqual(at(c.take()), [7000], 'two SACKed segments: RACK waits out its reordering window first')
   c.input({
     ack: u,
     sack: sack([
@@ -573,19 +615,31 @@ test('SACK use: recovery retransmits the holes, never SACKed data (RFC 2018, RFC
       [1000, 2000],
     ]),
   })
-  const fr = c.take()
-  t.is(fr[0]!.seq, u, 'fast retransmit of the first hole')
+  // Three SACKed segments and no reordering seen: the holes below them are lost now; PRR lets one go.
+  t.deepEqual(at(c.take()), [0], 'the first hole')
+  t.true(c.conn.recovery.inRecovery)
+  t.is(c.metrics.fastRecoveries, 1)
+  t.is(c.conn.cc.ssthresh, 4000, 'half the 8000-byte flight')
+  // The next SACK (segment 6 arrived, an RTT after it left) lets the second hole go, skipping the SACKed
+  // 1000–2000 — and segment 5, sent before segment 6 and still missing an RTT later, is lost too (RACK).
+  c.clock.advance(10)
   c.input({
     ack: u,
     sack: sack([
+      [6000, 7000],
       [3000, 5000],
       [1000, 2000],
     ]),
   })
-  const next = c.take().filter((s) => seqSub(s.seq, u) < 5000)
-  t.is(next.length, 1)
-  t.is(seqSub(next[0]!.seq, u), 2000, 'the second hole, skipping the SACKed 1000–2000')
-  t.is(next[0]!.payload.length, 1000)
+  const rtx = c.take()
+  t.deepEqual(at(rtx), [2000, 5000])
+  t.true(rtx.every((s) => s.payload.length === 1000))
+  t.is(c.metrics.fastRetransmits, 3)
+  // The retransmissions arrive: everything up to the unSACKed segment 5 is acknowledged.
+  c.clock.advance(10)
+  c.input({ ack: seqAdd(u, 5000) })
+  t.is(c.conn.scoreboard.sackedBytes, 1000)
+  t.is(c.metrics.rtoExpiries, 0)
 })
 
 test('zero window: probes with one octet, backs off, resumes when the window opens (RFC 9293 §3.8.6.1)', (t) => {

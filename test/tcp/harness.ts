@@ -101,6 +101,8 @@ export interface OpenOptions {
   cfg?: Partial<TcpConfig>
   /** Options the peer puts in its SYN (or SYN-ACK). */
   peer?: Partial<TcpRepr>
+  /** ms between our SYN and the peer's SYN-ACK (the handshake's RTT sample); default 0. */
+  rtt?: number
 }
 
 const PLAIN_PEER: Partial<TcpRepr> = { mss: 1000 }
@@ -110,6 +112,7 @@ export function established(o: OpenOptions = {}): Ctx {
   const c = new Ctx({ timestamps: false, sack: false, windowScaling: false, ...o.cfg })
   c.conn.openActive(ISS)
   c.take()
+  if (o.rtt) c.clock.advance(o.rtt)
   c.conn.input(
     makeSegment({
       srcPort: REMOTE_PORT,
@@ -155,4 +158,23 @@ export function bytes(n: number, salt = 0): Uint8Array {
 
 export function at(base: Seq, n: number): Seq {
   return seqAdd(base, n)
+}
+
+/**
+ * SACK agreed, MSS 1000, and a first 4,000-byte flight ACKed `rtt` ms after it left: cwnd is 6,000
+ * (slow start) and RACK has its RTT. The emitted segments are consumed.
+ */
+export function sackOpen(o: OpenOptions = {}): Ctx {
+  const rtt = o.rtt ?? 10
+  const c = established({
+    cfg: { sack: true, ...o.cfg },
+    peer: { mss: 1000, sackPermitted: true, ...o.peer },
+    rtt,
+  })
+  c.conn.write(bytes(4000))
+  c.take()
+  c.clock.advance(rtt)
+  c.input({ ack: seqAdd(ISS, 4001) })
+  c.take()
+  return c
 }

@@ -5,6 +5,7 @@
 
 import { FakeClock, SeededRandom } from '../../appliance/src/tcp/clock.ts'
 import type { Connection, TcpConfig } from '../../appliance/src/tcp/connection.ts'
+import type { TcpMetrics } from '../../appliance/src/tcp/metrics.ts'
 import { Flag, formatSegment, type TcpRepr } from '../../appliance/src/tcp/segment.ts'
 import { type FourTuple, TcpStack } from '../../appliance/src/tcp/stack.ts'
 import { State, stateName } from '../../appliance/src/tcp/state.ts'
@@ -41,7 +42,11 @@ export interface SimResult {
   ok: boolean
   error?: string
   simulatedMs: number
+  /** Simulated ms from the first SYN until both sides had every byte and the peer's FIN. */
+  transferMs: number
   segments: number
+  /** Each stack's counters at the end (retransmits, RTO expiries, ...). */
+  metrics: { a: TcpMetrics; b: TcpMetrics }
   scenario: Scenario
   trace: string[]
 }
@@ -127,6 +132,8 @@ interface Side {
   receivedBytes: number
   unconsumed: number
   eof: boolean
+  /** Simulated time the peer's FIN arrived. */
+  eofAt: number
   closedErr: string | undefined
   closed: boolean
   ended: boolean
@@ -204,6 +211,7 @@ export function runSeed(
       receivedBytes: 0,
       unconsumed: 0,
       eof: false,
+      eofAt: 0,
       closedErr: undefined,
       closed: false,
       ended: false,
@@ -260,6 +268,7 @@ export function runSeed(
     },
     onEof: () => {
       s.eof = true
+      s.eofAt = clock.now()
       clock.setTimer(0, () => pump(s))
     },
     onDrain: () => pump(s),
@@ -274,7 +283,9 @@ export function runSeed(
     ok: false,
     error: `seed ${seed}: ${msg}\n  A: ${a.conn}\n  B: ${b.conn}\n  scenario: ${JSON.stringify(sc)}\n  repro: ${REPRO(seed)}${opts.profile === 'harsh' ? ' --harsh' : ''}`,
     simulatedMs: clock.now() - 1_000_000,
+    transferMs: Math.max(a.eofAt, b.eofAt) - 1_000_000,
     segments,
+    metrics: { a: a.stack.metrics, b: b.stack.metrics },
     scenario: sc,
     trace,
   })
@@ -322,5 +333,14 @@ export function runSeed(
       return fail(`${s.name} stack still holds connections`)
     if (s.stack.metrics.outOfOrderBytes !== 0) return fail(`${s.name} out-of-order bytes gauge not back at 0`)
   }
-  return { seed, ok: true, simulatedMs: clock.now() - 1_000_000, segments, scenario: sc, trace }
+  return {
+    seed,
+    ok: true,
+    simulatedMs: clock.now() - 1_000_000,
+    transferMs: Math.max(a.eofAt, b.eofAt) - 1_000_000,
+    segments,
+    metrics: { a: a.stack.metrics, b: b.stack.metrics },
+    scenario: sc,
+    trace,
+  }
 }

@@ -1,6 +1,7 @@
 // One TCP connection: the RFC 9293 state machine (§3.10, "Event Processing") with RFC 6298 retransmission
-// timing, RFC 5681/6582 congestion control, RFC 7323 window scaling and timestamps, RFC 2018 SACK, RFC 5961
-// challenge ACKs, zero-window probing and keepalive.
+// timing, loss recovery (recovery.ts: RACK-TLP, RFC 6675 pipe, PRR; NewReno without SACK) under RFC 5681 /
+// RFC 9438 congestion control, RFC 7323 window scaling and timestamps, RFC 2018 SACK and RFC 2883 D-SACK,
+// RFC 5961 challenge ACKs, delayed ACKs with a quick-ACK mode, zero-window probing and keepalive.
 //
 // Read RFC 9293 §3.10.7 first: `#inputSynchronized` follows its eight checks in order, and each step quotes
 // the text it implements. The connection is a pure core: segments come in through `input()`, go out through
@@ -15,10 +16,11 @@ import { TcpError, TcpErrorCode } from './errors.ts'
 import type { TcpMetrics } from './metrics.ts'
 import { DEFAULT_MSS, maxSackBlocks, negotiate, pawsRejects, tsLt, windowScaleFor } from './options.ts'
 import { Reassembly } from './reassembly.ts'
+import { LossRecovery, Phase } from './recovery.ts'
 import { DEFAULT_RTO, type RtoConfig, RtoEstimator } from './rto.ts'
-import { SackScoreboard } from './sack.ts'
-import { Flag, type TcpRepr } from './segment.ts'
-import { type Seq, seq, seqAdd, seqGe, seqGt, seqLe, seqLt, seqMax, seqSub } from './seq.ts'
+import { type SackScoreboard, segData } from './sack.ts'
+import { Flag, type SackBlock, type TcpRepr } from './segment.ts'
+import { type Seq, seq, seqAdd, seqGe, seqGt, seqLe, seqLt, seqSub } from './seq.ts'
 import { canReceive, isSynchronized, State, stateName } from './state.ts'
 
 export interface KeepaliveConfig {
@@ -157,12 +159,16 @@ export class Connection {
 
   readonly rto: RtoEstimator
   cc: CongestionControl
+  /** The sender's scoreboard, RACK-TLP and fast recovery (recovery.ts). */
+  recovery: LossRecovery
   readonly ooo: Reassembly
-  readonly scoreboard = new SackScoreboard()
-  /** Highest sequence number retransmitted in the current recovery episode (SACK-driven recovery). */
-  #highRxt: Seq = seq(0)
 
   readonly #rtx: Deadline
+  /** RFC 8985 §7: the tail loss probe timer; §6.3: RACK's reordering timer. */
+  readonly #pto: Deadline
+  readonly #reo: Deadline
+  /** New data went out or SND.UNA advanced: the probe timer is (re)started once the event is processed. */
+  #ptoRestart = false
   readonly #delack: Deadline
   readonly #keepalive: Deadline
   readonly #timeWait: Deadline
@@ -180,6 +186,13 @@ export class Connection {
   /** Delayed-ACK bookkeeping (RFC 9293 §3.8.6.3). */
   #segsUnacked = 0
   #ackNow = false
+  /**
+   * Data segments still to be ACKed at once (a quick-ACK mode, as Linux's): at the start and after a gap, a
+   * sender's window is small and every delayed ACK would stall it.
+   */
+  #quickAcks = QUICK_ACKS
+  /** RFC 2883 §4: a duplicate segment to report in the first SACK block of the next ACK. */
+  #dsack: SackBlock | undefined
   #inInput = false
   #writeBlocked = false
 
@@ -191,14 +204,22 @@ export class Connection {
     this.#tsOffset = tsOffset
     this.sndMss = cfg.mss
     this.rto = new RtoEstimator(cfg.rto)
-    this.cc = new NewReno(cfg.mss, seq(0))
+    this.cc = new NewReno(cfg.mss)
+    this.recovery = new LossRecovery(this.cc, cfg.mss, seq(0), (ms) => this.#tsAt(ms))
     this.ooo = new Reassembly(cfg.oooLimit, (d) => {
       ctx.metrics.outOfOrderBytes += d
     })
     this.#rtx = new Deadline(ctx.clock, () => this.#onRtxTimer())
+    this.#pto = new Deadline(ctx.clock, () => this.#onProbeTimer())
+    this.#reo = new Deadline(ctx.clock, () => this.#onReorderTimer())
     this.#delack = new Deadline(ctx.clock, () => this.#sendAck())
     this.#keepalive = new Deadline(ctx.clock, () => this.#onKeepalive())
     this.#timeWait = new Deadline(ctx.clock, () => this.#finish(undefined))
+  }
+
+  /** The sender's scoreboard (sack.ts). */
+  get scoreboard(): SackScoreboard {
+    return this.recovery.board
   }
 
   /** A getter, so that TypeScript does not narrow `state` across calls that change it. */
@@ -232,17 +253,15 @@ export class Connection {
     this.sndNxt = iss
     this.sndMax = iss
     this.#sndBufSeq = seqAdd(iss, 1)
-    this.#highRxt = iss
-    // RFC 6582 §3.2 step 1: "recover" starts at the ISS.
     this.cc =
       this.cfg.congestionControl === 'cubic'
         ? new Cubic(
             this.sndMss,
-            iss,
             () => this.#ctx.clock.now(),
             () => this.rto.srtt,
           )
-        : new NewReno(this.sndMss, iss)
+        : new NewReno(this.sndMss)
+    this.recovery = new LossRecovery(this.cc, this.sndMss, iss, (ms) => this.#tsAt(ms))
   }
 
   /**
@@ -253,7 +272,10 @@ export class Connection {
     if (this.#finQueued || this.#closeRequested || this.state === State.CLOSED || this.state === State.LISTEN)
       throw new TcpError(TcpErrorCode.aborted, `write after close (${stateName(this.state)})`)
     this.#sndBuf.push(bytes)
-    if (!this.#inInput) this.#output()
+    if (!this.#inInput) {
+      this.#output()
+      this.#afterSend()
+    }
     const ok = this.#sndBuf.length < this.cfg.sndBufSize
     if (!ok) this.#writeBlocked = true
     return ok
@@ -292,7 +314,10 @@ export class Connection {
       default:
         return
     }
-    if (!this.#inInput) this.#output()
+    if (!this.#inInput) {
+      this.#output()
+      this.#afterSend()
+    }
   }
 
   #queueFin(): void {
@@ -361,6 +386,7 @@ export class Connection {
       this.close()
     }
     this.#output()
+    this.#afterSend()
     if (this.#ackNow) this.#sendAck()
     else if (this.#segsUnacked > 0 && !this.#delack.armed) this.#delack.setIn(this.cfg.delayedAckMs)
     if (this.#writeBlocked && this.#sndBuf.length < this.cfg.sndBufSize && !this.closed) {
@@ -405,7 +431,8 @@ export class Connection {
     this.tsOk = n.tsOk
     this.sackOk = n.sackOk
     if (n.tsOk) this.tsRecent = seg.timestamp!.val
-    this.cc.setMss(this.sndMss)
+    this.recovery.setMss(this.sndMss)
+    this.recovery.sackOk = n.sackOk
     // RFC 7323 §2.2: "The window field in a segment where the SYN bit is set ... MUST NOT be scaled."
     this.sndWnd = seg.window
     this.maxSndWnd = Math.max(this.maxSndWnd, this.sndWnd)
@@ -500,7 +527,7 @@ export class Connection {
     // RFC 7323 §5.3 R1 (PAWS), before the sequence check: "If there is a Timestamps option in the arriving
     // segment, SEG.TSval < TS.Recent ... and the RST bit is not set, then treat the arriving segment as not
     // acceptable: Send an acknowledgment in reply as specified in RFC 9293 ... and drop the segment."
-    if (this.tsOk && pawsRejects(seg, this.tsRecent, rst)) {
+    if (this.tsOk && pawsRejects(seg, this.tsRecent, rst) && !this.#disorderedAck(seg)) {
       m.pawsRejects++
       this.#ackNow = true
       return
@@ -632,6 +659,22 @@ export class Connection {
     }
   }
 
+  /**
+   * A duplicate ACK that was overtaken on the way (Linux's tcp_disordered_ack): a pure ACK at RCV.NXT, for
+   * SND.UNA, not changing the window, and older than TS.Recent by less than an RTO. PAWS would drop it and
+   * answer it; it is harmless, and it may carry SACK blocks loss recovery wants.
+   */
+  #disorderedAck(seg: TcpRepr): boolean {
+    return (
+      seg.flags === Flag.ACK &&
+      seg.payload.length === 0 &&
+      seg.seq === this.rcvNxt &&
+      seg.ack === this.sndUna &&
+      seg.window << this.sndWscale === this.sndWnd &&
+      ((this.tsRecent - seg.timestamp!.val) | 0) <= this.rto.rto
+    )
+  }
+
   #oowAckAllowed(): boolean {
     const now = this.#ctx.clock.now()
     if (now - this.#lastOowAck < OOW_ACK_INTERVAL_MS) return false
@@ -665,44 +708,58 @@ export class Connection {
   #processAck(seg: TcpRepr): void {
     const ack = seg.ack
     const wnd = seg.window << this.sndWscale
-    if (this.sackOk && seg.sack?.length) this.scoreboard.update(seg.sack, this.sndUna, this.sndMax)
+    const una = this.sndUna
+    const now = this.#ctx.clock.now()
+    // RFC 5681 §2, DUPLICATE ACKNOWLEDGMENT: "(a) the receiver of the ACK has outstanding data, (b) the
+    // incoming acknowledgment carries no data, (c) the SYN and FIN bits are both off, (d) the acknowledgment
+    // number is equal to the greatest acknowledgment received ... and (e) the advertised window in the
+    // incoming acknowledgment equals the advertised window in the last incoming acknowledgment." (Used
+    // without SACK only; with SACK, RACK reads the SACK blocks instead.)
+    const dupAck =
+      ack === una &&
+      this.sndMax !== una &&
+      seg.payload.length === 0 &&
+      wnd > 0 && // a zero window means probes are being answered, not that anything was lost
+      !(seg.flags & (Flag.SYN | Flag.FIN)) &&
+      wnd === this.sndWnd
 
-    if (seqGt(ack, this.sndUna)) {
+    if (seqGt(ack, una)) {
       // "If SND.UNA < SEG.ACK =< SND.NXT, then set SND.UNA <- SEG.ACK. Any segments on the retransmission
       // queue that are thereby entirely acknowledged are removed."
-      const acked = seqSub(ack, this.sndUna)
       const dataAcked = Math.min(Math.max(0, seqSub(ack, this.#sndBufSeq)), this.#sndBuf.length)
       if (dataAcked > 0) {
         this.#sndBuf.drop(dataAcked)
         this.#sndBufSeq = seqAdd(this.#sndBufSeq, dataAcked)
       }
-      this.#sampleRtt(seg)
+      this.#sampleRtt(seg, this.recovery.board.rttSample(ack, now))
       this.sndUna = ack
       if (seqLt(this.sndNxt, ack)) this.sndNxt = ack
       this.#retries = 0
       this.#probes = 0
-      this.scoreboard.ackTo(ack)
-      if (seqLt(this.#highRxt, ack)) this.#highRxt = ack
-      const flight = seqSub(this.sndMax, this.sndUna)
-      if (this.cc.onAck(ack, acked, flight) && flight > 0) this.#retransmit(this.sndUna, true)
+      this.#ptoRestart = true
+    } else if (ack === una) this.#probes = 0
+
+    const ev = this.recovery.onAck({
+      ack,
+      una,
+      max: this.sndMax,
+      sack: this.sackOk ? seg.sack : undefined,
+      dupAck,
+      ecr: this.tsOk && seg.timestamp?.ecr ? seg.timestamp.ecr : undefined,
+      now,
+      srtt: this.rto.srtt,
+    })
+    if (ev.enteredFast) this.#ctx.metrics.fastRecoveries++
+    if (ev.tlpRecovered) this.#ctx.metrics.tailLossProbeRecoveries++
+    if (ev.reorderTimeout > 0) this.#reo.setIn(ev.reorderTimeout)
+    else this.#reo.clear()
+
+    if (seqGt(ack, una)) {
       // RFC 6298 §5.2: "When all outstanding data has been acknowledged, turn off the retransmission timer."
       // §5.3: "When an ACK is received that acknowledges new data, restart the retransmission timer".
       if (this.sndUna === this.sndMax) this.#rtx.clear()
       else this.#rtx.setIn(this.rto.rto)
       if (this.#finQueued && seqGt(ack, this.#finSeq)) this.#onOurFinAcked()
-    } else if (ack === this.sndUna) {
-      // RFC 5681 §2, DUPLICATE ACKNOWLEDGMENT: "(a) the receiver of the ACK has outstanding data, (b) the
-      // incoming acknowledgment carries no data, (c) the SYN and FIN bits are both off, (d) the acknowledgment
-      // number is equal to the greatest acknowledgment received ... and (e) the advertised window in the
-      // incoming acknowledgment equals the advertised window in the last incoming acknowledgment."
-      const dup =
-        this.sndMax !== this.sndUna &&
-        seg.payload.length === 0 &&
-        wnd > 0 && // a zero window means probes are being answered, not that anything was lost
-        !(seg.flags & (Flag.SYN | Flag.FIN)) &&
-        wnd === this.sndWnd
-      if (dup) this.#onDupAck()
-      this.#probes = 0
     }
     // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If (SND.WL1 < SEG.SEQ or (SND.WL1 =
     // SEG.SEQ and SND.WL2 =< SEG.ACK)), set SND.WND <- SEG.WND, set SND.WL1 <- SEG.SEQ, and set SND.WL2 <- SEG.ACK."
@@ -714,24 +771,6 @@ export class Connection {
         this.sndWl1 = seg.seq
         this.sndWl2 = ack
       }
-    }
-  }
-
-  #onDupAck(): void {
-    const m = this.#ctx.metrics
-    const flight = seqSub(this.sndMax, this.sndUna)
-    if (this.cc.onDupAck(this.sndUna, flight, this.sndMax)) {
-      // RFC 5681 §3.2 step 2: "The lost segment starting at SND.UNA MUST be retransmitted".
-      m.fastRetransmits++
-      this.#highRxt = this.sndUna
-      this.#retransmit(this.sndUna, true)
-      return
-    }
-    if (this.cc.inRecovery && this.sackOk) {
-      // With SACK, each further duplicate ACK during recovery repairs the next hole the receiver reported
-      // (RFC 6675 §5 step (C) in spirit), instead of waiting for a partial ACK per hole as NewReno does.
-      const hole = this.scoreboard.nextHole(this.#highRxt)
-      if (hole) this.#retransmit(hole.start, true, seqSub(hole.end, hole.start))
     }
   }
 
@@ -763,6 +802,9 @@ export class Connection {
     // before RCV.NXT is a duplicate).
     const dupBytes = seqSub(this.rcvNxt, start)
     if (dupBytes > 0) {
+      // RFC 2883 §4: report the duplicate in the next ACK (a D-SACK), so that the sender can tell a needless
+      // retransmission (e.g. a tail loss probe) from a repaired loss.
+      if (this.sackOk) this.#dsack = { left: start, right: seqAdd(start, Math.min(dupBytes, data.length)) }
       data = data.subarray(dupBytes)
       start = this.rcvNxt
     }
@@ -790,12 +832,16 @@ export class Connection {
       this.#segsUnacked++
       // RFC 9293 §3.8.6.3: "an ACK SHOULD be generated for at least every second full-sized segment"; RFC 5681
       // §4.2: "A TCP receiver SHOULD send an immediate ACK when the incoming segment fills in all or part of a gap".
-      if (this.#segsUnacked >= 2 || filled || !this.ooo.empty) this.#ackNow = true
+      if (filled) this.#quickAcks = QUICK_ACKS
+      if (this.#segsUnacked >= 2 || filled || !this.ooo.empty || this.#quickAcks > 0) this.#ackNow = true
+      if (this.#quickAcks > 0) this.#quickAcks--
     } else {
       // RFC 5681 §4.2: "A TCP receiver SHOULD send an immediate duplicate ACK when an out-of-order segment
-      // arrives" — it carries the SACK blocks the sender uses.
+      // arrives" — it carries the SACK blocks the sender uses. The sender is repairing a loss with a reduced
+      // window from here on: ACK the next segments at once too.
       if (!this.ooo.insert(start, data)) this.#ctx.metrics.outOfOrderDrops++
       this.#ackNow = true
+      this.#quickAcks = QUICK_ACKS
     }
     return whole
   }
@@ -834,6 +880,8 @@ export class Connection {
     // "Enter the TIME-WAIT state. Start the time-wait timer, turn off the other timers."
     this.#setState(State.TIME_WAIT)
     this.#rtx.clear()
+    this.#pto.clear()
+    this.#reo.clear()
     this.#keepalive.clear()
     this.#timeWait.setIn(this.cfg.timeWaitMs)
   }
@@ -841,23 +889,26 @@ export class Connection {
   // ---------------------------------------------------------------------------------------------------------
   // Sending
 
-  /** Sends whatever the windows allow (RFC 9293 §3.8.6.2.1, RFC 5681 §3.1: min(cwnd, rwnd) − flight). */
+  /**
+   * Sends whatever the windows allow (RFC 9293 §3.8.6.2.1; RFC 6675 §5 with pipe for the flight): segments
+   * deemed lost first (NextSeg rule 1), then new data, while pipe < cwnd — as Linux counts, a whole segment
+   * may go while any of the window is left — and new data within the peer's window.
+   */
   #output(): void {
-    const s = this.state
-    if (
-      s !== State.ESTABLISHED &&
-      s !== State.CLOSE_WAIT &&
-      s !== State.FIN_WAIT_1 &&
-      s !== State.CLOSING &&
-      s !== State.LAST_ACK
-    )
-      return
+    if (!sending(this.state)) return
+    const rec = this.recovery
     for (;;) {
+      const flight = seqSub(this.sndMax, this.sndUna)
+      const cwndOpen = rec.pipe(flight) < this.cc.cwnd
+      if (cwndOpen && rec.board.lostBytes > 0) {
+        const i = rec.board.firstLost()
+        if (i >= 0 && this.#retransmitLost(i)) continue
+      }
       const off = seqSub(this.sndNxt, this.#sndBufSeq)
       const unsent = this.#sndBuf.length - off
       if (unsent > 0) {
-        const flight = seqSub(this.sndNxt, this.sndUna)
-        const avail = Math.min(this.sndWnd, this.cc.cwnd) - flight
+        if (!cwndOpen) break
+        const avail = this.sndWnd - flight
         let len = Math.min(unsent, this.sndMss)
         if (len > avail) {
           // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): a short segment only when it is at least half the
@@ -873,58 +924,78 @@ export class Connection {
         this.#sendData(this.sndNxt, 0, true)
         continue
       }
+      // RFC 6675 §4 NextSeg rule (4), the rescue retransmission: nothing lost to resend, nothing new, room in
+      // the window — resend the last segment once per recovery, in case the tail of the flight was lost too
+      // (no later segment can reveal that, and a tail loss probe is not sent during recovery).
+      if (cwndOpen && rec.sackOk && rec.phase === Phase.fast && !rec.rescued) {
+        const last = rec.board.last
+        rec.rescued = true
+        if (
+          last &&
+          !last.sacked &&
+          !last.lost &&
+          !last.retransmitted &&
+          seqLt(last.start, seqAdd(this.sndUna, this.sndWnd))
+        ) {
+          this.#resend(last.start, segData(last), last.fin)
+          rec.onRetransmitted(last, this.#ctx.clock.now())
+          this.#ctx.metrics.fastRetransmits++
+        }
+      }
       break
     }
     this.#armPersist()
   }
 
-  /** One data (and/or FIN) segment at `at`; advances SND.NXT/SND.MAX and starts the timer. */
+  /** New data (and/or our FIN) at SND.NXT: advances SND.NXT/SND.MAX, enters the scoreboard, starts the timer. */
   #sendData(at: Seq, len: number, fin: boolean): void {
     const payload = len ? this.#sndBuf.read(seqSub(at, this.#sndBufSeq), len) : EMPTY
     const end = seqAdd(at, len + (fin ? 1 : 0))
-    const retransmission = seqLt(at, this.sndMax)
-    if (retransmission) {
-      this.#ctx.metrics.retransmits++
-      // Karn's rule (RFC 6298 §3): no RTT sample from a segment that was retransmitted.
-      this.#karn()
-    } else if (this.#rttSeq === undefined && !this.tsOk) {
-      this.#rttSeq = end
-      this.#rttStart = this.#ctx.clock.now()
-    }
     this.#send(Flag.ACK | (fin ? Flag.FIN : 0) | (len ? Flag.PSH : 0), at, payload)
-    if (seqGt(end, this.sndNxt) && !seqLt(at, this.sndNxt)) this.sndNxt = end
-    this.sndMax = seqMax(this.sndMax, end)
+    this.recovery.onSent(at, end, fin, this.#ctx.clock.now())
+    this.sndNxt = end
+    this.sndMax = end
+    this.#ptoRestart = true
     // RFC 6298 §5.1: "Every time a packet containing data is sent (including a retransmission), if the timer
     // is not running, start it running so that it will expire after RTO seconds".
     if (!this.#rtx.armed) this.#rtx.setIn(this.rto.rto)
   }
 
-  /** Resends one segment's worth at `at` without moving SND.NXT (fast retransmit, partial ACK, SACK hole). */
-  #retransmit(at: Seq, rtxTimerRestart: boolean, limit = Number.MAX_SAFE_INTEGER): void {
-    if (at === this.iss && !isSynchronized(this.state)) {
-      this.#sendSyn()
-      return
+  /**
+   * Resends the i-th scoreboard segment, deemed lost. Not beyond the peer's window (a segment reaching past
+   * it is split and its first part sent); false when nothing of it fits.
+   */
+  #retransmitLost(i: number): boolean {
+    const board = this.recovery.board
+    let seg = board.at(i)!
+    const wndEnd = seqAdd(this.sndUna, this.sndWnd)
+    if (segData(seg) > 0) {
+      if (!seqLt(seg.start, wndEnd)) return false
+      if (seqGt(seqAdd(seg.start, segData(seg)), wndEnd)) {
+        board.splitAt(i, wndEnd)
+        seg = board.at(i)!
+      }
     }
-    const off = seqSub(at, this.#sndBufSeq)
-    const finSent = this.#finQueued && seqGt(this.sndMax, this.#finSeq)
-    // Only what was sent before: bytes past SND.MAX are new data, which #output sends (and accounts for).
-    const sentLeft = seqSub(this.sndMax, at) - (finSent ? 1 : 0)
-    const len = Math.max(0, Math.min(this.sndMss, this.#sndBuf.length - off, sentLeft, limit))
-    const fin = finSent && off + len === this.#sndBuf.length
-    if (len === 0 && !fin) return
-    const payload = len ? this.#sndBuf.read(off, len) : EMPTY
+    if (this.recovery.phase === Phase.fast) this.#ctx.metrics.fastRetransmits++
+    this.#resend(seg.start, segData(seg), seg.fin)
+    this.recovery.onRetransmitted(seg, this.#ctx.clock.now())
+    return true
+  }
+
+  /** Sends [at, at + len) again (and our FIN after it), without moving SND.NXT. */
+  #resend(at: Seq, len: number, fin: boolean): void {
+    const payload = len ? this.#sndBuf.read(seqSub(at, this.#sndBufSeq), len) : EMPTY
     this.#ctx.metrics.retransmits++
+    // Karn's rule (RFC 6298 §3): no RTT sample from a segment that was retransmitted.
     this.#karn()
     this.#send(Flag.ACK | (fin ? Flag.FIN : 0) | (len ? Flag.PSH : 0), at, payload)
-    const end = seqAdd(at, len + (fin ? 1 : 0))
-    if (seqGt(end, this.#highRxt)) this.#highRxt = end
-    if (rtxTimerRestart && !this.#rtx.armed) this.#rtx.setIn(this.rto.rto)
+    if (!this.#rtx.armed) this.#rtx.setIn(this.rto.rto)
   }
 
   #sendSyn(): void {
     const flags = this.state === State.SYN_SENT ? Flag.SYN : Flag.SYN | Flag.ACK
     this.#send(flags, this.iss, EMPTY)
-    if (this.#rttSeq === undefined && this.#retries === 0 && !this.tsOk) {
+    if (this.#rttSeq === undefined && this.#retries === 0) {
       this.#rttSeq = seqAdd(this.iss, 1)
       this.#rttStart = this.#ctx.clock.now()
     }
@@ -990,7 +1061,7 @@ export class Connection {
     } else if (this.tsOk) {
       seg.timestamp = { val: this.#tsNow(), ecr: this.tsRecent }
     }
-    if (this.sackOk && !syn && !this.ooo.empty) seg.sack = this.ooo.sackBlocks(maxSackBlocks(this.tsOk))
+    if (this.sackOk && !syn && (this.#dsack || !this.ooo.empty)) seg.sack = this.#sackBlocks()
     if (flags & Flag.ACK) {
       this.lastAckSent = this.rcvNxt
       this.#segsUnacked = 0
@@ -1001,8 +1072,24 @@ export class Connection {
     this.#ctx.emit(seg)
   }
 
+  /** RFC 2018 §4 blocks from the out-of-order queue, after a pending D-SACK (RFC 2883 §4: first). */
+  #sackBlocks(): SackBlock[] {
+    const max = maxSackBlocks(this.tsOk)
+    const d = this.#dsack
+    this.#dsack = undefined
+    if (this.ooo.empty) return d ? [d] : []
+    const blocks = this.ooo.sackBlocks(d ? max - 1 : max)
+    if (d) blocks.unshift(d)
+    return blocks
+  }
+
   #tsNow(): number {
-    return (Math.floor(this.#ctx.clock.now()) + this.#tsOffset) >>> 0
+    return this.#tsAt(this.#ctx.clock.now())
+  }
+
+  /** Our TSval at clock time `ms`. */
+  #tsAt(ms: number): number {
+    return (Math.floor(ms) + this.#tsOffset) >>> 0
   }
 
   /**
@@ -1059,21 +1146,29 @@ export class Connection {
       return
     }
     m.rtoExpiries++
-    // RFC 5681 §3.1: on a timeout ssthresh = max(FlightSize / 2, 2*SMSS), cwnd = 1 SMSS.
-    this.cc.onRto(seqSub(this.sndMax, this.sndUna), this.sndMax)
-    // RFC 6298 §5.5: "back off the timer"; §5.4: "Retransmit the earliest segment that has not been
-    // acknowledged"; §5.6: "Start the retransmission timer". Rewinding SND.NXT retransmits the rest as the
-    // window reopens (go-back-N); RFC 2018 §8 lets us drop SACK state after a timeout, and we do, since the
-    // receiver may have reneged.
+    // RFC 5681 §3.1: ssthresh = max(FlightSize / 2, 2*SMSS), cwnd = 1 SMSS; every segment not SACKed is
+    // presumed lost (recovery.ts). RFC 6298 §5.5: "back off the timer"; §5.4: "Retransmit the earliest segment
+    // that has not been acknowledged" — #output does, and the rest as the window opens again; §5.6: "Start
+    // the retransmission timer".
+    this.recovery.onRto(seqSub(this.sndMax, this.sndUna), this.sndMax)
     this.rto.backoff()
     this.#karn()
-    this.scoreboard.clear()
-    this.sndNxt = this.sndUna
-    this.#highRxt = this.sndUna
+    this.#pto.clear()
+    this.#reo.clear()
     this.#rtx.setIn(this.rto.rto)
     const before = m.retransmits
     this.#output()
-    if (m.retransmits === before) this.#retransmit(this.sndUna, false)
+    if (m.retransmits === before) this.#resendFirst(this.sndMss)
+  }
+
+  /** Resends up to `limit` bytes at SND.UNA (and our FIN if they reach it): the RTO's and the probes' fallback. */
+  #resendFirst(limit: number): void {
+    const off = seqSub(this.sndUna, this.#sndBufSeq)
+    const finSent = this.#finQueued && seqGt(this.sndMax, this.#finSeq)
+    const sentLeft = seqSub(this.sndMax, this.sndUna) - (finSent ? 1 : 0)
+    const len = Math.max(0, Math.min(limit, this.#sndBuf.length - off, sentLeft))
+    const fin = finSent && off + len === this.#sndBuf.length
+    if (len > 0 || fin) this.#resend(this.sndUna, len, fin)
   }
 
   #finPending(): boolean {
@@ -1095,7 +1190,7 @@ export class Connection {
     m.zeroWindowProbes++
     if (this.sndMax !== this.sndUna) {
       // Something is already beyond the window: resend its first octet as the probe.
-      this.#retransmit(this.sndUna, false, 1)
+      this.#resendFirst(1)
     } else {
       const off = seqSub(this.sndNxt, this.#sndBufSeq)
       if (this.#sndBuf.length - off > 0) {
@@ -1104,6 +1199,63 @@ export class Connection {
     }
     this.rto.backoff()
     this.#rtx.setIn(this.rto.rto)
+  }
+
+  /**
+   * RFC 8985 §7.3, the probe timeout fired: send one segment of new data if there is some and the peer's
+   * window takes it, else resend the last segment sent — either way the peer's ACK (with SACK) shows RACK
+   * what was lost. Then the retransmission timer is restarted.
+   */
+  #onProbeTimer(): void {
+    const rec = this.recovery
+    const flight = seqSub(this.sndMax, this.sndUna)
+    if (!sending(this.state) || !rec.canProbe(flight) || this.sndWnd === 0) return
+    this.#ctx.metrics.tailLossProbes++
+    const off = seqSub(this.sndNxt, this.#sndBufSeq)
+    const unsent = this.#sndBuf.length - off
+    const len = Math.min(unsent, this.sndMss)
+    if (unsent > 0 && len <= this.sndWnd - flight) {
+      this.#sendData(this.sndNxt, len, this.#finQueued && len === unsent)
+      rec.onProbeSent(this.sndMax, false)
+    } else {
+      const last = rec.board.last
+      if (!last) return
+      this.#resend(last.start, segData(last), last.fin)
+      rec.onRetransmitted(last, this.#ctx.clock.now())
+      rec.onProbeSent(this.sndMax, true)
+    }
+    this.#ptoRestart = false
+    this.#rtx.setIn(this.rto.rto)
+  }
+
+  /** RFC 8985 §6.3: RACK's reordering timer — look for losses again, and repair what it finds. */
+  #onReorderTimer(): void {
+    if (this.closed || !isSynchronized(this.state) || this.state === State.TIME_WAIT) return
+    const ev = this.recovery.onReorderTimer(
+      this.#ctx.clock.now(),
+      this.rto.srtt,
+      this.sndMax,
+      seqSub(this.sndMax, this.sndUna),
+    )
+    if (ev.enteredFast) this.#ctx.metrics.fastRecoveries++
+    if (ev.reorderTimeout > 0) this.#reo.setIn(ev.reorderTimeout)
+    this.#output()
+    this.#afterSend()
+  }
+
+  /** Starts the probe timer when new data went out or SND.UNA advanced, and a probe may be scheduled. */
+  #afterSend(): void {
+    if (!this.#ptoRestart) return
+    this.#ptoRestart = false
+    const flight = seqSub(this.sndMax, this.sndUna)
+    const rec = this.recovery
+    if (!rec.canProbe(flight) || this.state === State.TIME_WAIT) {
+      this.#pto.clear()
+      return
+    }
+    const now = this.#ctx.clock.now()
+    const rtoLeft = this.#rtx.armed ? this.#rtx.at - now : this.rto.rto
+    this.#pto.set(now + rec.probeTimeout(this.rto.hasSample ? this.rto.srtt : undefined, flight, rtoLeft))
   }
 
   /** The persist timer is the retransmission timer while the peer's window is zero and nothing is in flight. */
@@ -1156,18 +1308,26 @@ export class Connection {
     this.#tsFloor = this.#tsNow()
   }
 
-  #sampleRtt(seg: TcpRepr): void {
-    if (this.tsOk && seg.timestamp && seg.timestamp.ecr !== 0) {
-      // RFC 7323 §4.1: the echoed timestamp identifies when the acknowledged data was sent; RFC 7323 §4.2 takes
-      // samples only from ACKs that advance SND.UNA.
-      if (this.#tsFloor !== undefined && tsLt(seg.timestamp.ecr, this.#tsFloor)) return
-      const r = (this.#tsNow() - seg.timestamp.ecr) | 0
-      if (r >= 0) this.rto.sample(r)
+  /**
+   * One RTT sample per ACK that advances SND.UNA (RFC 7323 §4.2), by preference from exact timing — the
+   * scoreboard's transmit time of a segment sent once (`segRtt`, ≥ 0), or the timed SYN — else from the
+   * timestamp echo (RFC 7323 §4.1), whose millisecond ticks are coarse on a sub-millisecond path.
+   */
+  #sampleRtt(seg: TcpRepr, segRtt = -1): void {
+    if (segRtt >= 0) {
+      this.rto.sample(segRtt)
       return
     }
     if (this.#rttSeq !== undefined && seqGe(seg.ack, this.#rttSeq)) {
       this.rto.sample(this.#ctx.clock.now() - this.#rttStart)
       this.#rttSeq = undefined
+      return
+    }
+    if (this.tsOk && seg.timestamp && seg.timestamp.ecr !== 0) {
+      // The echo identifies when the acknowledged data was sent, but not across our last retransmission (#karn).
+      if (this.#tsFloor !== undefined && tsLt(seg.timestamp.ecr, this.#tsFloor)) return
+      const r = (this.#tsNow() - seg.timestamp.ecr) | 0
+      if (r >= 0) this.rto.sample(r)
     }
   }
 
@@ -1188,6 +1348,8 @@ export class Connection {
     if (this.state === State.CLOSED) return
     this.error = err
     this.#rtx.clear()
+    this.#pto.clear()
+    this.#reo.clear()
     this.#delack.clear()
     this.#keepalive.clear()
     this.#timeWait.clear()
@@ -1207,6 +1369,20 @@ export class Connection {
 }
 
 const EMPTY = new Uint8Array(0)
+
+/** States in which we send data (or our FIN, or retransmit them). */
+function sending(s: State): boolean {
+  return (
+    s === State.ESTABLISHED ||
+    s === State.CLOSE_WAIT ||
+    s === State.FIN_WAIT_1 ||
+    s === State.CLOSING ||
+    s === State.LAST_ACK
+  )
+}
+
+/** Linux's TCP_MAX_QUICKACKS: data segments ACKed at once in quick-ACK mode. */
+const QUICK_ACKS = 16
 
 /** Linux's tcp_invalid_ratelimit default. */
 const OOW_ACK_INTERVAL_MS = 500

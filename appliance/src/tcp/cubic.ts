@@ -1,10 +1,9 @@
-// CUBIC congestion control, RFC 9438, as the default of the Linux peers we sit between. It keeps NewReno's
-// loss detection and fast recovery (RFC 9438 §4.6 refers to RFC 5681/6582 for them) and changes two things:
-// the multiplicative decrease (β = 0.7) and window growth in congestion avoidance (a cubic function of the
-// time since the last congestion event, never slower than Reno's).
+// CUBIC congestion control, RFC 9438, as the default of the Linux peers we sit between. Loss detection and
+// recovery are the connection's (recovery.ts); CUBIC changes two things: the multiplicative decrease
+// (β = 0.7) and window growth in congestion avoidance (a cubic function of the time since the last
+// congestion event, never slower than Reno's).
 
 import { NewReno } from './congestion.ts'
-import type { Seq } from './seq.ts'
 
 /** RFC 9438 §4.1: "C SHOULD be set to 0.4" and "β_cubic SHOULD be set to 0.7". */
 const C = 0.4
@@ -22,8 +21,8 @@ export class Cubic extends NewReno {
   readonly #rtt: () => number
 
   /** `now` in ms; `rtt` the smoothed RTT in ms. */
-  constructor(mss: number, iss: Seq, now: () => number, rtt: () => number) {
-    super(mss, iss)
+  constructor(mss: number, now: () => number, rtt: () => number) {
+    super(mss)
     this.#now = now
     this.#rtt = rtt
   }

@@ -8,10 +8,16 @@ export class TcpMetrics {
   readonly connectionsByState = new Array<number>(STATE_COUNT).fill(0)
   segmentsSent = 0
   segmentsReceived = 0
-  /** Segments sent again (RTO, fast retransmit, SACK-driven, go-back-N). */
+  /** Segments sent again (RTO, fast recovery, tail loss probes, zero-window probes). */
   retransmits = 0
+  /** Segments resent during fast recovery (deemed lost by RACK, duplicate ACKs or a partial ACK). */
   fastRetransmits = 0
+  /** Fast recovery episodes (RFC 6675 / RFC 6937): losses repaired without waiting for the RTO. */
+  fastRecoveries = 0
   rtoExpiries = 0
+  /** RFC 8985 §7 tail loss probes sent, and those found to have repaired a loss. */
+  tailLossProbes = 0
+  tailLossProbeRecoveries = 0
   /** Gauge: bytes held in out-of-order queues. */
   outOfOrderBytes = 0
   /** Out-of-order segments dropped because the reassembly queue was full. */
@@ -39,7 +45,10 @@ export const TCP_METRIC_NAMES = {
   segmentsReceived: 'flowgate_tcp_segments_received_total',
   retransmits: 'flowgate_tcp_retransmitted_segments_total',
   fastRetransmits: 'flowgate_tcp_fast_retransmits_total',
+  fastRecoveries: 'flowgate_tcp_fast_recoveries_total',
   rtoExpiries: 'flowgate_tcp_rto_expiries_total',
+  tailLossProbes: 'flowgate_tcp_tail_loss_probes_total',
+  tailLossProbeRecoveries: 'flowgate_tcp_tail_loss_probe_recoveries_total',
   outOfOrderBytes: 'flowgate_tcp_out_of_order_bytes',
   outOfOrderDrops: 'flowgate_tcp_out_of_order_dropped_segments_total',
   resetsSent: 'flowgate_tcp_resets_sent_total',

@@ -89,11 +89,19 @@ export function tsLt(a: number, b: number): boolean {
 }
 
 /**
+ * TSval ticks a segment may lag TS.Recent by and still pass PAWS (Linux's TCP_PAWS_WINDOW). Peers tick in
+ * milliseconds: a segment reordered across a tick — a few hundred microseconds late on a fast path — is not
+ * an old duplicate from a previous wrap of the sequence space, which is what PAWS is for (RFC 7323 §5).
+ */
+export const PAWS_WINDOW = 1
+
+/**
  * RFC 7323 §5.3 R1: "If there is a Timestamps option in the arriving segment, SEG.TSval < TS.Recent, TS.Recent
- * is valid ..., and the RST bit is not set, then treat the arriving segment as not acceptable".
+ * is valid ..., and the RST bit is not set, then treat the arriving segment as not acceptable" — with
+ * PAWS_WINDOW ticks of slack.
  */
 export function pawsRejects(seg: TcpRepr, tsRecent: number, rst: boolean): boolean {
-  return !rst && seg.timestamp !== undefined && tsLt(seg.timestamp.val, tsRecent)
+  return !rst && seg.timestamp !== undefined && ((tsRecent - seg.timestamp.val) | 0) > PAWS_WINDOW
 }
 
 /** SACK blocks that fit beside the other options in 40 bytes (RFC 2018 §3). */
