@@ -60,7 +60,10 @@ async function start(t: { teardown(fn: () => unknown): void }) {
     },
     logger: pino({ level: 'silent' }),
   })
+  // GWLB's side from another loopback address: the appliance returns packets to the sender's address on
+  // the Geneve port, which from 127.0.0.1 would be the appliance itself (a loop)
   const sock = createSocket('udp4')
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.2', r))
   t.teardown(async () => {
     sock.close()
     await a.close()
