@@ -294,3 +294,21 @@ test('encoder: strings are cut at 255 bytes on a character boundary', (t) => {
   t.is(b[hostAt], 254, '127 two-byte characters')
   t.is(b.subarray(hostAt + 1, hostAt + 1 + 254).toString('utf8'), 'é'.repeat(127))
 })
+
+test('flowgate appliance --ipfix: parsed into the options; alone it needs no --flow-log', async (t) => {
+  const { parseApplianceArgs } = await import('../../appliance/src/options.ts')
+  const o = parseApplianceArgs([
+    '--policies',
+    'p.yaml',
+    '--ipfix',
+    '[::1]:2055',
+    '--flow-log-interval-seconds',
+    '30',
+  ])
+  t.deepEqual(o.ipfix, { host: '::1', port: 2055 })
+  t.is(o.flowLog, undefined)
+  t.is(o.flowLogIntervalSeconds, 30)
+  t.throws(() => parseApplianceArgs(['--policies', 'p.yaml', '--ipfix', 'host:99999']), {
+    message: /--ipfix: "host:99999" is not HOST:PORT/,
+  })
+})
