@@ -140,7 +140,14 @@ export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceH
         draining,
       }),
     })
-    dataplane = await opts.dataplane({ store, metrics, log, bind: opts.bind, genevePort: opts.genevePort })
+    dataplane = await opts.dataplane({
+      store,
+      metrics,
+      log,
+      bind: opts.bind,
+      genevePort: opts.genevePort,
+      ...(ca ? { ca } : {}),
+    })
   } catch (err) {
     await teardown().catch(() => undefined)
     throw err

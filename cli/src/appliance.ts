@@ -28,14 +28,15 @@ export const applianceCommand: Command = {
       bind: o.bind,
       drainSeconds: o.drainSeconds,
       fleetDefault: o.fleetDefault,
-      // --upstream-ca: roots trusted for servers the appliance calls as a client (authorizer webhooks too).
+      // --upstream-ca: roots trusted for servers the appliance calls as a client: the real servers of
+      // intercepted flows and authorizer webhooks.
       dataplane: visibleGwlbDataplane(
         {
           io: o.io,
           flowCapacity: o.flowCapacity,
           tcpIdleMs: o.tcpIdleSeconds * 1000,
           otherIdleMs: o.idleSeconds * 1000,
-          ...(o.upstreamCa ? { authorizerCa: readFileSync(o.upstreamCa) } : {}),
+          ...(o.upstreamCa ? { upstreamCa: readFileSync(o.upstreamCa) } : {}),
           // IPFIX alone: a flow log without JSON output ('') decides when records are due
           ...(o.flowLog || o.ipfix
             ? { flowLog: { target: o.flowLog ?? '', intervalMs: o.flowLogIntervalSeconds * 1000 } }

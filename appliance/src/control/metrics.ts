@@ -33,6 +33,8 @@ export interface DataplaneStats {
   authorizations: { names: readonly string[]; counts: Float64Array }
   /** the user-space TCP stack terminating tcpProxy flows: its counters and the relay's outcomes */
   tcp?: { metrics: TcpMetrics; proxy: { names: readonly string[]; counts: Float64Array } }
+  /** the L7 path's outcome per terminated flow (dataplane/interceptor.ts) */
+  intercepts?: { names: readonly string[]; counts: Float64Array }
   /** flow records [written, dropped] when --flow-log is on */
   flowRecords?: Float64Array
 }
@@ -262,6 +264,15 @@ export class ApplianceMetrics {
         if (c?.[2]) this.inc(c[2])
       },
     })
+    mirror(
+      'flowgate_l7_flows_total',
+      'Flows the L7 path took, by outcome (intercepted, http, relayed*, denied, upstream_cert_rejected, client_rejected_cert, ...)',
+      ['result'],
+      (c, s) => {
+        const p = s.intercepts
+        if (p) for (const [i, result] of p.names.entries()) if (p.counts[i]) c.inc({ result }, p.counts[i]!)
+      },
+    )
     const gauge = (name: string, help: string, read: (s: DataplaneStats) => number) =>
       new Gauge({
         name,

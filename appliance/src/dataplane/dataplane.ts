@@ -1,6 +1,7 @@
 // The seam between the appliance process and its packet path: main.ts starts one of these and asks it
 // whether it is alive; the packet path reads the current policy from the store on every new flow.
 import type { Logger } from 'pino'
+import type { CertificateAuthority } from '../ca/index.ts'
 import type { ApplianceMetrics } from '../control/metrics.ts'
 import type { PolicyStore } from '../policy/policy-store.ts'
 
@@ -10,6 +11,8 @@ export interface DataplaneContext {
   log: Logger
   bind: string
   genevePort: number
+  /** the interception CA (--ca-cert); without it flows that must be intercepted are reset */
+  ca?: CertificateAuthority
 }
 
 export interface Dataplane {

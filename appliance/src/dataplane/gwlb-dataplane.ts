@@ -13,13 +13,16 @@ import { FlowTable, type RemoveReason } from '../flow/table.ts'
 import { FlowLog } from '../flowlog/index.ts'
 import { type PacketIO, type ReturnPath, type RxBatch, startPacketIO } from '../io/index.ts'
 import type { TcpRepr } from '../tcp/segment.ts'
+import { upstreamTrust } from '../tls/upstream-trust.ts'
 import { buildRstToReceiver, buildRstToSender, buildTcpSegment } from '../wire/build.ts'
 import { MALFORMED_REASONS } from '../wire/counters.ts'
 import { IpProto, ParsedPacket, parsePacket } from '../wire/packet.ts'
+import { TcpFlag } from '../wire/tcp.ts'
 import { AUTHORIZER_RESULTS, type AuthorizeRequest, AuthorizerClient } from './authorizer.ts'
 import type { Dataplane, DataplaneContext, DataplaneFactory } from './dataplane.ts'
+import { type FirstFacts, INTERCEPT_RESULTS, Interceptor } from './interceptor.ts'
 import { type HeldPacket, type HoldOptions, type HoldStep, PEEK_RESULTS, PeekHolds } from './peek-hold.ts'
-import { type ProxiedFlow, TCP_PROXY_RESULTS, TcpProxy } from './tcp-proxy.ts'
+import { type InterceptFacts, type ProxiedFlow, TCP_PROXY_RESULTS, TcpProxy } from './tcp-proxy.ts'
 
 export interface GwlbDataplaneOptions {
   io?: 'auto' | 'native' | 'dgram'
@@ -29,8 +32,11 @@ export interface GwlbDataplaneOptions {
   hold?: Partial<HoldOptions>
   /** how often idle flows and held flows are swept */
   sweepMs?: number
-  /** extra PEM roots trusted for authorizer webhooks */
-  authorizerCa?: string | Buffer
+  /**
+   * extra PEM roots trusted for servers the appliance calls as a client: the real servers of intercepted
+   * flows (beside the bundled and system roots) and authorizer webhooks
+   */
+  upstreamCa?: string | Buffer
   /** flows waiting for the authorizer at once; more are decided by the policy's onError */
   maxAuthorizing?: number
   /** flow records as JSON lines to a file or `-` (stdout); periodic ones every intervalMs (default 60 s) */
@@ -82,8 +88,9 @@ export class GwlbDataplane implements Dataplane {
   private readonly loopDrops = new Float64Array(LOOP_DROPS.length)
   private sweepTimer: NodeJS.Timeout | undefined
   readonly flowLog: FlowLog | undefined
-  /** terminates flows whose Allow rule says tcpProxy */
+  /** terminates flows whose Allow rule says tcpProxy, and flows the L7 path takes (Inspect) */
   readonly proxy: TcpProxy
+  readonly interceptor: Interceptor
   private readonly proxyOut = Buffer.alloc(MAX_DATAGRAM)
   private readonly proxyGeneve = Buffer.alloc(1024)
   private closed = false
@@ -111,10 +118,53 @@ export class GwlbDataplane implements Dataplane {
     this.fastpath = new FastPath({ flows: this.flows, engine })
     log?.attach(this.flows)
     this.holds = new PeekHolds(o.hold)
-    this.authorizer = new AuthorizerClient(o.authorizerCa ? { ca: o.authorizerCa } : {})
+    this.authorizer = new AuthorizerClient(o.upstreamCa ? { ca: o.upstreamCa } : {})
     this.maxAuthorizing = o.maxAuthorizing ?? 16_384
     ctx.store.onChange((next) => this.fastpath.setEngine(next.engine))
-    this.proxy = new TcpProxy({ send: (f, towardClient, seg) => this.proxySend(f, towardClient, seg) })
+    this.interceptor = new Interceptor({
+      engine: () => ctx.store.current?.engine,
+      ca: ctx.ca,
+      upstreamTrust: upstreamTrust(o.upstreamCa).context,
+      authorize: (d, l4, l7) => this.authorizeStream(d, l4, l7),
+      onFacts: (f, l7) => this.flowLog?.noteL7(f.flow, l7),
+      log: ctx.log,
+    })
+    this.proxy = new TcpProxy({
+      send: (f, towardClient, seg) => this.proxySend(f, towardClient, seg),
+      intercept: (f, up, down) => this.interceptor.handle(f, up, down),
+    })
+  }
+
+  /** The authorizer's answer for a flow decided on its stream (the L7 path): onError applies on failure. */
+  private async authorizeStream(d: Decision, l4: InterceptFacts, l7: FirstFacts): Promise<boolean> {
+    const cfg = d.entry?.policy.authorizer
+    if (!cfg) return false
+    const answer = await this.authorizer.authorize(cfg, this.authorizeRequest(d, l4, l7))
+    if (answer.via === 'on-error') {
+      this.ctx.log.warn(
+        { policy: d.entry!.policy.name, error: answer.error },
+        'authorizer failed; onError applied',
+      )
+    }
+    return answer.allow
+  }
+
+  private authorizeRequest(
+    d: Decision,
+    l4: FlowFacts & { srcPort?: number },
+    l7: { sni?: string | null | undefined; host?: string | null | undefined },
+  ): AuthorizeRequest {
+    const request: AuthorizeRequest = {
+      endpoint: l4.endpoint,
+      protocol: PROTOCOL_NAMES.get(l4.protocol) ?? l4.protocol,
+      source: { address: formatAddress(l4.src), port: l4.srcPort ?? 0 },
+      destination: { address: formatAddress(l4.dst), port: l4.dstPort },
+      policy: d.entry!.policy.name,
+      rule: d.entry!.rule?.name ?? null,
+    }
+    if (l7.sni !== undefined) request.sni = l7.sni
+    if (l7.host !== undefined) request.host = l7.host
+    return request
   }
 
   /** A segment of the TCP proxy, sent with its flow's Geneve header toward the client or the server. */
@@ -240,21 +290,35 @@ export class GwlbDataplane implements Dataplane {
       this.authorize(r.flow, this.flows.gen[r.flow]!, d, [packet], this.l4Facts(p, r.dir), {}, now)
       return
     }
-    if (d?.action === 'Allow' && d.entry?.tcpProxy && r.flow >= 0 && p.protocol === IpProto.TCP && p.hasL4) {
-      const fromClient = r.dir === 0
-      // A connection older than the rule (a policy reload made the flow tcpProxy) passes as Allow.
-      if (!this.proxy.input(p, r.flow, this.flows.gen[r.flow]!, fromClient, batch.localAddr(i)))
-        this.io!.reply(batch, i, p.ipEnd)
+    if (!d || r.flow < 0 || p.protocol !== IpProto.TCP || !p.hasL4) {
+      this.failClosed(p, this.pathOf(batch, i))
       return
     }
-    this.failClosed(p, this.pathOf(batch, i))
+    const proxied = d.action === 'Allow' && d.entry?.tcpProxy === true
+    const intercepted = d.action === 'Inspect' || d.mayInspect === true
+    if (!proxied && !intercepted) {
+      this.failClosed(p, this.pathOf(batch, i))
+      return
+    }
+    const fromClient = r.dir === 0
+    // The L4 facts go with a client SYN only: the proxy needs them when it opens a flow.
+    const syn = fromClient && (p.tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) === TcpFlag.SYN
+    const facts = intercepted && syn ? this.l4Facts(p, r.dir) : undefined
+    if (this.proxy.input(p, r.flow, this.flows.gen[r.flow]!, fromClient, batch.localAddr(i), facts)) return
+    // A connection older than the rule (a policy reload made the flow tcpProxy) passes as Allow; one that
+    // must be intercepted cannot be taken over mid-stream and is reset.
+    if (proxied) this.io!.reply(batch, i, p.ipEnd)
+    else this.failClosed(p, this.pathOf(batch, i))
   }
 
+  /** A packet the L7 path cannot take (not TCP, or a connection it did not terminate from its SYN). */
   private failClosed(p: ParsedPacket, path: ReturnPath): void {
     this.loopDrops[L7_UNAVAILABLE]!++
     if (!this.warnedL7) {
       this.warnedL7 = true
-      this.ctx.log.warn('a flow matched Inspect, which this build cannot do yet; such flows are reset')
+      this.ctx.log.warn(
+        'a packet needed the L7 path but its connection was not terminated from its SYN (non-TCP, or established before a policy reload); reset',
+      )
     }
     if (p.protocol === IpProto.TCP) {
       const n = buildRstToSender(p, this.rst)
@@ -295,17 +359,7 @@ export class GwlbDataplane implements Dataplane {
       packets: [...packets],
       bytes: packets.reduce((n, p) => n + p.bytes.length, 0),
     })
-    const proto = PROTOCOL_NAMES.get(l4.protocol) ?? l4.protocol
-    const request: AuthorizeRequest = {
-      endpoint: l4.endpoint,
-      protocol: proto,
-      source: { address: formatAddress(l4.src), port: l4.srcPort ?? 0 },
-      destination: { address: formatAddress(l4.dst), port: l4.dstPort },
-      policy: d.entry!.policy.name,
-      rule: d.entry!.rule?.name ?? null,
-    }
-    if (l7.sni !== undefined) request.sni = l7.sni
-    if (l7.host !== undefined) request.host = l7.host
+    const request = this.authorizeRequest(d, l4, l7)
     void this.authorizer.authorize(cfg, request).then((answer) => {
       const held = this.authorizing.get(flow)
       this.authorizing.delete(flow)
@@ -497,6 +551,7 @@ export class GwlbDataplane implements Dataplane {
         metrics: this.proxy.stack.metrics,
         proxy: { names: TCP_PROXY_RESULTS, counts: this.proxy.results },
       },
+      intercepts: { names: INTERCEPT_RESULTS, counts: this.interceptor.results },
       ...(this.flowLog?.writer ? { flowRecords: this.flowLog.writer.counts } : {}),
     }
   }

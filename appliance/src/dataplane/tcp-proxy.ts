@@ -11,6 +11,8 @@
 // 5-tuple never share a connection. `output` maps a segment back to its flow and direction; the caller
 // (the packet loop) encodes it with the flow's Geneve header and sends it.
 
+import type { Duplex } from 'node:stream'
+import type { FlowFacts } from '../../../policy/src/engine/index.ts'
 import type { TcpConfig } from '../tcp/connection.ts'
 import { TcpErrorCode } from '../tcp/errors.ts'
 import { gwlbMss } from '../tcp/options.ts'
@@ -37,7 +39,12 @@ export interface ProxiedFlow {
   readonly up: FourTuple
   upstream: TcpSocket | undefined
   downstream: TcpSocket | undefined
+  /** set for flows the L7 path takes over once both sides are connected (the flow's L4 facts) */
+  readonly intercept: InterceptFacts | undefined
 }
+
+/** What the L7 path needs to know of a terminated flow: its L4 facts as the policy engine takes them. */
+export type InterceptFacts = FlowFacts & { srcPort: number }
 
 export interface TcpProxyOptions {
   /**
@@ -49,6 +56,11 @@ export interface TcpProxyOptions {
   limits?: Partial<StackLimits>
   /** a flow finished (both sockets gone) */
   onClosed?(f: ProxiedFlow): void
+  /**
+   * Takes over a flow opened with intercept facts once both sides are connected, instead of the byte relay.
+   * It owns both sockets from then on; the proxy only notices when they close.
+   */
+  intercept?(f: ProxiedFlow, upstream: TcpSocket, downstream: TcpSocket): void
 }
 
 export const TCP_PROXY_RESULTS = ['relayed', 'refused', 'upstream_failed', 'limit'] as const
@@ -127,14 +139,21 @@ export class TcpProxy {
    * connection the proxy never terminated (one established before its rule said tcpProxy): the caller
    * forwards it, as Allow would.
    */
-  input(p: ParsedPacket, flow: number, gen: number, fromClient: boolean, localAddr: number): boolean {
+  input(
+    p: ParsedPacket,
+    flow: number,
+    gen: number,
+    fromClient: boolean,
+    localAddr: number,
+    intercept?: InterceptFacts,
+  ): boolean {
     const f = this.get(flow, gen)
     const seg = reprOf(p)
     if (!f) {
       const stale = this.#flows.get(flow)
       if (stale) this.#drop(stale) // the table reused the index: the old flow is gone
       if (fromClient && (seg.flags & (Flag.SYN | Flag.ACK | Flag.RST)) === Flag.SYN) {
-        this.#open(p, flow, gen, seg, localAddr)
+        this.#open(p, flow, gen, seg, localAddr, intercept)
         return true
       }
       const ending = this.#ending.get(flow)
@@ -157,6 +176,7 @@ export class TcpProxy {
     gen: number,
     syn: TcpRepr,
     localAddr: number,
+    intercept: InterceptFacts | undefined,
   ): ProxiedFlow | undefined {
     const c = `c${flow}.${gen}`
     const s = `s${flow}.${gen}`
@@ -173,6 +193,7 @@ export class TcpProxy {
       up: { localAddr: c, localPort: p.srcPort, remoteAddr: s, remotePort: p.dstPort },
       upstream: undefined,
       downstream: undefined,
+      intercept,
     }
     const held = copyRepr(syn)
     const config = { mss: gwlbMss(p.family) }
@@ -201,7 +222,7 @@ export class TcpProxy {
       }
       f.downstream = down
       this.results[RELAYED]!++
-      this.#relay(f, up, down)
+      this.#join(f, up, down)
     })
     up.on('error', (err: Error & { code?: string }) => {
       if (connected) return // the relay handles it
@@ -226,21 +247,15 @@ export class TcpProxy {
     return f
   }
 
-  #relay(f: ProxiedFlow, up: TcpSocket, down: TcpSocket): void {
-    // pipe carries backpressure and half-close (the source's end → the destination's end → FIN).
-    up.pipe(down)
-    down.pipe(up)
-    const abort = (other: TcpSocket) => () => {
-      if (!other.destroyed) other.destroy() // not an orderly close: RST
-    }
-    up.on('error', abort(down))
-    down.on('error', abort(up))
+  #join(f: ProxiedFlow, up: TcpSocket, down: TcpSocket): void {
     let open = 2
     const closed = () => {
       if (--open === 0) this.#forget(f)
     }
     up.once('close', closed)
     down.once('close', closed)
+    if (f.intercept && this.#opts.intercept) this.#opts.intercept(f, up, down)
+    else relay(up, down)
   }
 
   /**
@@ -290,4 +305,18 @@ export class TcpProxy {
     // The client-facing endpoint's local name is the server's: it speaks toward the client.
     this.#opts.send(f, tuple.localAddr === f.down.localAddr, seg)
   }
+}
+
+/**
+ * Joins two connected streams byte for byte: pipe carries backpressure and half-close (the source's end →
+ * the destination's end → FIN); an abort on either side (RST, give-up) aborts the other (RST).
+ */
+export function relay(a: Duplex, b: Duplex): void {
+  a.pipe(b)
+  b.pipe(a)
+  const abort = (other: Duplex) => () => {
+    if (!other.destroyed) other.destroy()
+  }
+  a.on('error', abort(b))
+  b.on('error', abort(a))
 }

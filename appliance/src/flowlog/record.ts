@@ -34,6 +34,8 @@ export interface FlowL7 {
   sni?: string | null | undefined
   host?: string | null | undefined
   tlsVersion?: string | null | undefined
+  /** the appliance terminated the flow's TLS (Inspect) */
+  intercepted?: boolean
 }
 
 export interface FlowRecordInput {
@@ -128,7 +130,7 @@ export function buildFlowRecord(r: FlowRecordInput): FlowRecord {
     sni: r.l7?.sni ?? null,
     host: r.l7?.host ?? null,
     'tls-version': r.l7?.tlsVersion ?? null,
-    intercepted: false,
+    intercepted: r.l7?.intercepted === true,
     'record-reason': r.reason,
   }
 }
