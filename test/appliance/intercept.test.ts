@@ -31,13 +31,47 @@ spec:
     - name: passthrough
       when: { sni: ["pass.example.test"] }
       action: Allow
+    - name: no-admin
+      when: { sni: ["*.example.test"], paths: ["/admin/*"] }
+      action: Deny
+    - name: broken
+      when: { sni: ["broken.example.test"] }
+      action: Inspect
+      http:
+        onRequest: |
+          function onRequest(event) { throw new Error('broken on purpose') }
     - name: inspect
       when: { sni: ["*.example.test"] }
       action: Inspect
+      http:
+        onRequest: |
+          function onRequest(event) {
+            var request = event.request;
+            if (request.uri !== '/watch') return request;
+            var v = request.querystring.v;
+            if (v && v.value === 'allowed') return request;
+            return { statusCode: 302, statusDescription: 'Found',
+                     headers: { location: { value: '/watch?v=allowed' } } };
+          }
+        onResponse: |
+          function onResponse(event) {
+            var response = event.response;
+            response.headers['x-flowgate'] = { value: 'inspected' };
+            if (event.request.uri === '/bytes/64/1' && response.body) {
+              response.body = { encoding: 'text', data: 'rewritten by flowgate' };
+            }
+            return response;
+          }
   defaultAction: Allow
 `
 
-const NAMES = ['www.example.test', 'h1.example.test', 'pass.example.test', 'denied.example.test']
+const NAMES = [
+  'www.example.test',
+  'h1.example.test',
+  'pass.example.test',
+  'denied.example.test',
+  'broken.example.test',
+]
 
 /** PEM certificates in s_client -showcerts output, leaf first. */
 function pemsOf(text: string): string[] {
@@ -173,6 +207,74 @@ netTest(
           t.is(sha256(big.stdout), sha256(deterministicBytes(3_000_000, 7)), `${name} byte-exact`)
         }
 
+        // The HTTP layer on intercepted flows: scripts in the CloudFront Functions event model, per-request
+        // rules, domain fronting.
+        const head = await curl('www.example.test', 443, '/', [
+          '--cacert',
+          root,
+          '-D',
+          '-',
+          '-o',
+          '/dev/null',
+        ])
+        t.is(head.code, 0, head.stderr.toString())
+        t.regex(head.stdout.toString(), /^x-flowgate: inspected\r$/m, 'onResponse added a header (h2)')
+        const rewritten = await curl('h1.example.test', 9447, '/bytes/64/1', ['--cacert', root])
+        t.is(rewritten.stdout.toString(), 'rewritten by flowgate', 'onResponse rewrote the body (HTTP/1.1)')
+        const watch = await curl('www.example.test', 443, '/watch?v=other', [
+          '--cacert',
+          root,
+          '-w',
+          '%{http_code} %{redirect_url}',
+          '-o',
+          '/dev/null',
+        ])
+        t.is(
+          watch.stdout.toString(),
+          '302 https://www.example.test:443/watch?v=allowed',
+          'onRequest short-circuit',
+        )
+        const allowed = await curl('www.example.test', 443, '/watch?v=allowed', [
+          '--cacert',
+          root,
+          '-w',
+          ' %{http_code}',
+        ])
+        t.regex(allowed.stdout.toString(), / 200$/, 'the allowed video reaches the origin')
+        const admin = await curl('www.example.test', 443, '/admin/users', [
+          '--cacert',
+          root,
+          '-w',
+          '%{http_code}',
+          '-o',
+          '/dev/null',
+        ])
+        t.is(admin.stdout.toString(), '403', 'a Deny rule on the path, decided per request')
+        const fronted = await curl('www.example.test', 443, '/', [
+          '--cacert',
+          root,
+          '-H',
+          'Host: pass.example.test',
+          '-w',
+          '%{http_code}',
+          '-o',
+          '/dev/null',
+        ])
+        t.is(
+          fronted.stdout.toString(),
+          '421',
+          'a Host that disagrees with the SNI is refused (domain fronting)',
+        )
+        const broken = await curl('broken.example.test', 443, '/', [
+          '--cacert',
+          root,
+          '-w',
+          '%{http_code}',
+          '-o',
+          '/dev/null',
+        ])
+        t.is(broken.stdout.toString(), '502', 'a script that throws fails closed')
+
         // A client that does not trust our root refuses the handshake (as a pinning client would); counted.
         const distrust = await curl('www.example.test', 443, '/')
         t.is(distrust.code, 60, `curl: certificate problem: ${distrust.stderr}`)
@@ -211,7 +313,18 @@ netTest(
           }),
         )
         t.log(counts)
-        t.is(counts.intercepted, 5, 'two curls, s_client, two downloads')
+        t.is(counts.intercepted, 12, 'two curls, s_client, two downloads, seven HTTP-layer checks')
+        const http = await metric('flowgate_http_')
+        t.log(http.join('\n'))
+        const has = (re: RegExp) =>
+          t.true(
+            http.some((l) => re.test(l)),
+            String(re),
+          )
+        has(/^flowgate_http_local_responses_total\{reason="misdirected"\} 1$/)
+        has(/^flowgate_http_local_responses_total\{reason="deny"\} 1$/)
+        has(/^flowgate_http_local_responses_total\{reason="script_response"\} 1$/)
+        has(/^flowgate_http_script_failures_total\{reason="threw"\} 1$/)
         t.true(counts.client_rejected_cert! >= 1, 'client_rejected_cert')
         t.is(counts.upstream_cert_rejected, 3)
         t.true(counts.relayed! >= 1, 'relayed (allowed on SNI)')

@@ -1,7 +1,9 @@
 // Every appliance metric, named once (STYLE.md). The packet loop never calls prom-client: it bumps plain
 // numbers in typed arrays (the fast path's own counters, the I/O layer's stats), and prom-client reads
 // them at scrape time through collect(). Label hashing per packet would cost more than the packet.
+
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { HTTP_METRICS, type HttpStats } from '../http/stats.ts'
 import { TCP_METRIC_NAMES, TCP_STATE_LABELS, type TcpMetrics } from '../tcp/metrics.ts'
 import type { RuleHits } from '../visibility/rule-usage.ts'
 
@@ -33,6 +35,8 @@ export interface DataplaneStats {
   authorizations: { names: readonly string[]; counts: Float64Array }
   /** the user-space TCP stack terminating tcpProxy flows: its counters and the relay's outcomes */
   tcp?: { metrics: TcpMetrics; proxy: { names: readonly string[]; counts: Float64Array } }
+  /** the HTTP layer's counters (http/stats.ts) */
+  http?: HttpStats
   /** the L7 path's outcome per terminated flow (dataplane/interceptor.ts) */
   intercepts?: { names: readonly string[]; counts: Float64Array }
   /** flow records [written, dropped] when --flow-log is on */
@@ -264,6 +268,22 @@ export class ApplianceMetrics {
         if (c?.[2]) this.inc(c[2])
       },
     })
+    // The HTTP layer names its own counters (HTTP_METRICS): plain numbers, or records over a label's values.
+    for (const [key, m] of Object.entries(HTTP_METRICS) as [
+      keyof HttpStats,
+      (typeof HTTP_METRICS)[keyof HttpStats],
+    ][]) {
+      const label = 'label' in m ? m.label : undefined
+      mirror(m.name, m.help, label ? [label] : [], (c, s) => {
+        const v = s.http?.[key]
+        if (v === undefined) return
+        if (typeof v === 'number') {
+          if (v) c.inc(v)
+          return
+        }
+        for (const [k, n] of Object.entries(v as Record<string, number>)) if (n) c.inc({ [label!]: k }, n)
+      })
+    }
     mirror(
       'flowgate_l7_flows_total',
       'Flows the L7 path took, by outcome (intercepted, http, relayed*, denied, upstream_cert_rejected, client_rejected_cert, ...)',

@@ -3,6 +3,7 @@
 // decision needs their first bytes are held by PeekHolds and decided when the ClientHello or request line
 // shows; their held packets are then released or both sides are reset.
 
+import type { Duplex } from 'node:stream'
 import { formatAddress } from '../../../policy/src/cidr.ts'
 import type { Decision, FlowFacts } from '../../../policy/src/engine/index.ts'
 import { PolicyEngine, PROTOCOL_NUMBERS } from '../../../policy/src/engine/index.ts'
@@ -11,6 +12,8 @@ import { DROP_REASONS, OUTCOMES, Outcome } from '../fastpath/counters.ts'
 import { FastPath, FastPathResult } from '../fastpath/fastpath.ts'
 import { FlowTable, type RemoveReason } from '../flow/table.ts'
 import { FlowLog } from '../flowlog/index.ts'
+import { createHttpStats, interceptHttp, type RequestDecision } from '../http/index.ts'
+import { ScriptEngine } from '../http/script/index.ts'
 import { type PacketIO, type ReturnPath, type RxBatch, startPacketIO } from '../io/index.ts'
 import type { TcpRepr } from '../tcp/segment.ts'
 import { upstreamTrust } from '../tls/upstream-trust.ts'
@@ -20,7 +23,7 @@ import { IpProto, ParsedPacket, parsePacket } from '../wire/packet.ts'
 import { TcpFlag } from '../wire/tcp.ts'
 import { AUTHORIZER_RESULTS, type AuthorizeRequest, AuthorizerClient } from './authorizer.ts'
 import type { Dataplane, DataplaneContext, DataplaneFactory } from './dataplane.ts'
-import { type FirstFacts, INTERCEPT_RESULTS, Interceptor } from './interceptor.ts'
+import { type FirstFacts, type HttpHandoff, INTERCEPT_RESULTS, Interceptor } from './interceptor.ts'
 import { type HeldPacket, type HoldOptions, type HoldStep, PEEK_RESULTS, PeekHolds } from './peek-hold.ts'
 import { type InterceptFacts, type ProxiedFlow, TCP_PROXY_RESULTS, TcpProxy } from './tcp-proxy.ts'
 
@@ -91,6 +94,8 @@ export class GwlbDataplane implements Dataplane {
   /** terminates flows whose Allow rule says tcpProxy, and flows the L7 path takes (Inspect) */
   readonly proxy: TcpProxy
   readonly interceptor: Interceptor
+  readonly httpStats = createHttpStats()
+  private scripts: ScriptEngine | undefined
   private readonly proxyOut = Buffer.alloc(MAX_DATAGRAM)
   private readonly proxyGeneve = Buffer.alloc(1024)
   private closed = false
@@ -127,11 +132,40 @@ export class GwlbDataplane implements Dataplane {
       upstreamTrust: upstreamTrust(o.upstreamCa).context,
       authorize: (d, l4, l7) => this.authorizeStream(d, l4, l7),
       onFacts: (f, l7) => this.flowLog?.noteL7(f.flow, l7),
+      http: (client, upstream, h) => this.serveHttp(client, upstream, h),
       log: ctx.log,
     })
     this.proxy = new TcpProxy({
       send: (f, towardClient, seg) => this.proxySend(f, towardClient, seg),
       intercept: (f, up, down) => this.interceptor.handle(f, up, down),
+    })
+  }
+
+  /** An intercepted (or cleartext) HTTP flow: per-request decisions, scripts, counters. */
+  private serveHttp(client: Duplex, upstream: Duplex, h: HttpHandoff): void {
+    void interceptHttp(client, upstream, {
+      protocol: h.protocol,
+      sni: h.sni,
+      authority: h.authority,
+      decide: (req) => {
+        const d = h.decide(req)
+        this.fastpath.usage.record(d)
+        let action = d.action
+        // The webhook is asked once per connection: a request that would need it on a connection it did not
+        // allow is refused rather than let through unasked.
+        if (action === 'Authorize') action = h.authorized ? 'Allow' : 'Deny'
+        const out: RequestDecision = { action }
+        if (d.entry) {
+          out.policy = d.entry.policy.name
+          if (d.entry.rule) out.rule = d.entry.rule.name
+          if (d.entry.http) out.hooks = d.entry.http
+        }
+        return out
+      },
+      ...(this.scripts ? { scripts: this.scripts } : {}),
+      event: { endpointId: h.facts.endpoint, viewerIp: formatAddress(h.facts.src) },
+      stats: this.httpStats,
+      log: this.ctx.log,
     })
   }
 
@@ -185,6 +219,8 @@ export class GwlbDataplane implements Dataplane {
 
   static async start(ctx: DataplaneContext, o: GwlbDataplaneOptions): Promise<GwlbDataplane> {
     const dp = new GwlbDataplane(ctx, o)
+    // The sandbox for Inspect rules' scripts (WebAssembly, loaded once).
+    dp.scripts = await ScriptEngine.create()
     dp.io = await startPacketIO(
       { backend: o.io ?? 'auto', bindAddr: ctx.bind === '::' ? '0.0.0.0' : ctx.bind, port: ctx.genevePort },
       (batch) => dp.onBatch(batch),
@@ -221,6 +257,7 @@ export class GwlbDataplane implements Dataplane {
     clearInterval(this.sweepTimer)
     this.proxy.close()
     this.authorizer.close()
+    this.scripts?.dispose()
     await this.io?.close()
     await this.flowLog?.close()
   }
@@ -552,6 +589,7 @@ export class GwlbDataplane implements Dataplane {
         proxy: { names: TCP_PROXY_RESULTS, counts: this.proxy.results },
       },
       intercepts: { names: INTERCEPT_RESULTS, counts: this.interceptor.results },
+      http: this.httpStats,
       ...(this.flowLog?.writer ? { flowRecords: this.flowLog.writer.counts } : {}),
     }
   }

@@ -52,6 +52,8 @@ export interface HttpHandoff {
   authority: string
   flow: ProxiedFlow
   facts: InterceptFacts
+  /** the connection was allowed by the authorizer webhook (an Authorize decision on its first bytes) */
+  authorized: boolean
   /** per request: the decision with the request's facts */
   decide(req: Required<Pick<FlowFacts, 'host' | 'method' | 'path' | 'headers'>>): Decision
 }
@@ -141,8 +143,10 @@ export class Interceptor {
     const l7 = factsOf(read.first)
     let d = engine.decide({ ...facts, ...l7 })
     this.#o.onFacts?.(f, l7)
+    let authorized = false
     if (d.kind === 'final' && d.action === 'Authorize') {
       const allow = this.#o.authorize ? await this.#o.authorize(d, facts, l7) : false
+      authorized = allow
       if (up.destroyed || down.destroyed) return
       d = { ...d, action: allow ? 'Allow' : 'Deny' }
       if (!allow) {
@@ -159,7 +163,7 @@ export class Interceptor {
     const inspect = d.action === 'Inspect' || d.kind === 'pending'
     if (first.kind === 'http' || first.kind === 'h2c') {
       this.#count('http')
-      return this.#http(down, up, f, 'http/1.1', null)
+      return this.#http(down, up, f, 'http/1.1', null, authorized)
     }
     if (first.kind === 'tls' && inspect) {
       const sni = first.hello.sni
@@ -178,7 +182,7 @@ export class Interceptor {
         }
         return reset(up, down)
       }
-      return this.#intercept(f, up, down, sni, first.hello.alpn)
+      return this.#intercept(f, up, down, sni, first.hello.alpn, authorized)
     }
     this.#count(inspect ? 'relayed_unknown' : 'relayed')
     this.#relay(up, down, read.ended, read.bytes)
@@ -200,6 +204,7 @@ export class Interceptor {
     down: TcpSocket,
     sni: string,
     offered: string[],
+    authorized: boolean,
   ): Promise<void> {
     const alpn = offered.filter((p) => HTTP_ALPN.has(p))
     const handshakeMs = this.#o.handshakeMs ?? 10_000
@@ -256,7 +261,7 @@ export class Interceptor {
     }
     this.#count('intercepted')
     this.#o.onFacts?.(f, { sni, host: sni, tlsVersion: client.getProtocol(), intercepted: true })
-    this.#http(client, upstream, f, chosen === 'h2' ? 'h2' : 'http/1.1', sni)
+    this.#http(client, upstream, f, chosen === 'h2' ? 'h2' : 'http/1.1', sni, authorized)
   }
 
   #http(
@@ -265,6 +270,7 @@ export class Interceptor {
     f: ProxiedFlow,
     protocol: 'http/1.1' | 'h2',
     sni: string | null,
+    authorized: boolean,
   ): void {
     const serve = this.#o.http
     if (!serve) {
@@ -279,6 +285,7 @@ export class Interceptor {
       authority: sni ?? (f.family === 6 ? `[${addressOf(f.server)}]` : addressOf(f.server)),
       flow: f,
       facts,
+      authorized,
       decide: (req) => {
         const e = engine()
         if (!e) return { kind: 'final', action: 'Deny', needs: 0 }
