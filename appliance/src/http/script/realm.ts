@@ -17,6 +17,9 @@
 // the usual targets (Object.prototype's methods, Error name/message) are turned into accessors that
 // define the property on the object assigned to, as SES does.
 
+/** How the per-call factory starts; the script follows on the same line (see wrapSource). */
+const WRAP_PREFIX = '(function () {'
+
 export const REALM_SETUP = String.raw`(function () {
   'use strict'
   var G = globalThis
@@ -127,8 +130,10 @@ export const REALM_SETUP = String.raw`(function () {
   function describe(e) {
     try {
       if (e instanceof ErrorCtor) {
-        var at = typeof e.stack === 'string' ? /(on(?:Request|Response)\.js:\d+:\d+)/.exec(e.stack) : null
-        return StringCtor(e.name) + ': ' + StringCtor(e.message) + (at ? ' (' + at[1] + ')' : '')
+        var at = typeof e.stack === 'string' ? /(on(?:Request|Response)\.js):(\d+):(\d+)/.exec(e.stack) : null
+        // Line 1 of a script follows the wrapper's opening on the same line: give its own column.
+        var col = at ? (at[2] === '1' ? at[3] - ${WRAP_PREFIX.length} : at[3]) : 0
+        return StringCtor(e.name) + ': ' + StringCtor(e.message) + (at ? ' (' + at[1] + ':' + at[2] + ':' + col + ')' : '')
       }
       if (typeof e === 'object' && e !== null) return 'threw a non-Error object'
       if (typeof e === 'function') return 'threw a function'
@@ -183,5 +188,5 @@ export const REALM_SETUP = String.raw`(function () {
  * starts on the wrapper's first line so error locations keep the script's own line numbers.
  */
 export function wrapSource(source: string, functionName: string): string {
-  return `(function () {${source}\n;return typeof ${functionName} === 'function' ? ${functionName} : undefined\n})`
+  return `${WRAP_PREFIX}${source}\n;return typeof ${functionName} === 'function' ? ${functionName} : undefined\n})`
 }

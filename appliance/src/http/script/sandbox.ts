@@ -224,12 +224,28 @@ export class Sandbox {
             r.value.dispose()
             outcome = this.#decode(text, refusedBefore)
           }
-          // Promise jobs a call queued are part of that call: they run now, under its deadline, and
-          // cannot change its result (already copied out). Each job polls the interrupt handler.
+          // Promise jobs a call queued are part of that call: they run now, under its deadline (each job
+          // polls the interrupt handler), and cannot change its result, already copied out; but a call
+          // whose jobs ran out of time or memory has failed.
           if (this.#runtime.hasPendingJob()) {
             needSweep = true
             for (let i = 0; i < 1000 && this.#runtime.hasPendingJob(); i++) {
               this.#runtime.executePendingJobs(-1).dispose()
+            }
+            if (outcome.kind === 'result' && this.#interrupted) {
+              outcome = {
+                kind: 'failure',
+                reason: 'timeout',
+                message: 'CPU time limit exceeded (in promise jobs)',
+                clean: true,
+              }
+            } else if (outcome.kind === 'result' && this.#instance.growRefused > refusedBefore) {
+              outcome = {
+                kind: 'failure',
+                reason: 'memory',
+                message: 'out of memory (in promise jobs)',
+                clean: true,
+              }
             }
             if (this.#runtime.hasPendingJob()) return { ...outcome, clean: false }
           }
