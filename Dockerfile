@@ -24,6 +24,8 @@ COPY policy policy
 COPY cli cli
 COPY operator operator
 COPY appliance appliance
+# the GWLB stand-in: `flowgate demo` builds its mini-VPC with it
+COPY standin standin
 RUN npm run build
 # appliance/src/io/addon.ts loads ../../../native/build/Release/flowgate_io.node from its own location:
 # for dist/appliance/src/io/addon.js that is dist/native/build/Release/.

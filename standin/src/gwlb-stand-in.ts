@@ -1,4 +1,5 @@
-// The GWLB stand-in (TESTING.md layer 3; GWLB.md is the contract it enforces).
+// The GWLB stand-in (TESTING.md layer 3; GWLB.md is the contract it enforces). Product code because
+// `flowgate demo` ships it; the namespace test suites use it too.
 //
 // Topology, all made by `GwlbLab.create()` and removed by `close()`:
 //
@@ -36,7 +37,7 @@
 
 import { randomBytes } from 'node:crypto'
 import { createSocket, type Socket } from 'node:dgram'
-import { TunDevice } from '../../../appliance/src/io/tun.ts'
+import { TunDevice } from '../../appliance/src/io/tun.ts'
 import { ip, NamespaceSet } from './namespaces.ts'
 import { GENEVE_LEN, gwlbGeneveHeader, innerChecksumError, innerInfo, seeded } from './packets.ts'
 

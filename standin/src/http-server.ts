@@ -15,8 +15,9 @@ export function sha256(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex')
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const port = Number(process.argv[2] ?? 8080)
+/** `http-server.ts [port]`: serves until SIGTERM; prints `listening <port>` once bound. */
+export function httpServerMain(argv: string[]): void {
+  const port = Number(argv[0] ?? 8080)
   const server = createServer((req, res) => {
     const m = /^\/bytes\/(\d+)\/(\d+)$/.exec(req.url ?? '')
     if (m) {
@@ -31,3 +32,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   server.listen(port, '::', () => console.log(`listening ${port}`))
   process.once('SIGTERM', () => process.exit(0))
 }
+
+if (import.meta.url === `file://${process.argv[1]}`) httpServerMain(process.argv.slice(2))

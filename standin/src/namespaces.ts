@@ -1,4 +1,5 @@
-// Network namespaces made and always removed by the test that made them (TESTING.md layer 3).
+// Network namespaces made and always removed by whoever made them: a test (TESTING.md layer 3) or
+// `flowgate demo`.
 //
 // Names carry the creating process id (`fgt-<pid>-<rand>-<role>`), so a run that was killed before its
 // cleanup ran is swept by the next one: namespaces whose pid is no longer alive are deleted at creation.

@@ -50,8 +50,10 @@ function handle(req: Req, res: Res): void {
   res.end(`hello from the origin over HTTP/${req.httpVersion} to ${sni}\n`)
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const [port, cert, key, mode] = process.argv.slice(2)
+/** `tls-origin.ts PORT CERT KEY h2|h1`: serves until SIGTERM; prints `listening <port>` once bound. */
+export function tlsOriginMain(argv: string[]): void {
+  const [port, cert, key, mode] = argv
+  // CERT and KEY may be pipes (flowgate demo hands the key over a FIFO): each is read once, here.
   const tls = { cert: readFileSync(cert!), key: readFileSync(key!) }
   const server =
     mode === 'h1'
@@ -60,3 +62,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   server.listen(Number(port), '::', () => console.log(`listening ${port}`))
   process.once('SIGTERM', () => process.exit(0))
 }
+
+if (import.meta.url === `file://${process.argv[1]}`) tlsOriginMain(process.argv.slice(2))
