@@ -161,6 +161,16 @@ export class Sandbox {
     }
   }
 
+  /** QuickJS's count of the bytes its objects, strings, shapes and bytecode hold (for measurements). */
+  heapBytes(): number {
+    const h = this.#runtime.computeMemoryUsage()
+    try {
+      return (this.#context.dump(h) as { memory_used_size: number }).memory_used_size
+    } finally {
+      h.dispose()
+    }
+  }
+
   /** Bytes of WebAssembly memory the instance holds now (it grows up to its cap and never shrinks). */
   get memoryBytes(): number {
     return this.#instance.memory.buffer.byteLength
