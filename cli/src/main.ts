@@ -2,6 +2,7 @@
 import { applianceCommand } from './appliance.ts'
 import { caCommand } from './ca.ts'
 import { compileCommand } from './compile.ts'
+import { demoCommand } from './demo.ts'
 import { operatorCommand } from './operator.ts'
 import { rulesCommand } from './rules.ts'
 import { validateCommand } from './validate.ts'
@@ -20,6 +21,7 @@ const commands: Command[] = [
   operatorCommand,
   caCommand,
   rulesCommand,
+  demoCommand,
 ]
 
 export function helpText(): string {
