@@ -117,7 +117,11 @@ decoderTest(
     t.regex(info, /Number of decryption secrets in file: 1/)
     t.regex(info, new RegExp(`Number of packets:\\s+${tls.packets.length}\\b`))
     t.regex(info, /Filter string = port 443/)
-  t.regex(info, /Number of stat entries = 1\s+Number of packets = \d+\s*$/m, 'the ISB belongs to interface 1')
+    t.regex(
+      info,
+      /Number of stat entries = 1\s+Number of packets = \d+\s*$/m,
+      'the ISB belongs to interface 1',
+    )
     const rows = run('tshark', [
       '-r',
       f,
