@@ -31,7 +31,8 @@ function alive(pid: number): boolean {
 export function sweepStale(): void {
   let list = ''
   try {
-    list = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    // stderr is not ours to print: `ip` complains about peers of namespaces others are deleting meanwhile.
+    list = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
   } catch {
     return
   }
