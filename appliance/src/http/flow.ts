@@ -1,0 +1,69 @@
+// One intercepted flow's two streams and how they end: an idle timer fed by the HTTP shells (a TLS socket
+// consumed by Node's HTTP parser emits no 'data' we could watch), graceful close of one side when the other
+// has gone, and a promise that settles once both streams have closed.
+
+import type { Duplex } from 'node:stream'
+
+/** After one side is gone, the other gets this long to finish closing in order before it is destroyed. */
+const CLOSE_GRACE_MS = 5_000
+
+export class FlowLifetime {
+  readonly client: Duplex
+  readonly upstream: Duplex
+  readonly done: Promise<void>
+  #last = Date.now()
+  #idleMs: number
+  #timer: NodeJS.Timeout | undefined
+  #graceTimers: NodeJS.Timeout[] = []
+  #finished = false
+
+  constructor(client: Duplex, upstream: Duplex, idleMs: number) {
+    this.client = client
+    this.upstream = upstream
+    this.#idleMs = idleMs
+    // A stream error is its close's business; these keep an 'error' with no other listener from throwing.
+    client.on('error', noop)
+    upstream.on('error', noop)
+    this.done = Promise.all([closed(client), closed(upstream)]).then(() => {
+      this.#finished = true
+      clearTimeout(this.#timer)
+      for (const t of this.#graceTimers) clearTimeout(t)
+    })
+    this.#arm(idleMs)
+  }
+
+  /** Something happened on the flow: a request, a response, body bytes. */
+  touch(): void {
+    this.#last = Date.now()
+  }
+
+  #arm(ms: number): void {
+    if (this.#finished) return
+    this.#timer = setTimeout(() => {
+      const quiet = Date.now() - this.#last
+      if (quiet >= this.#idleMs) this.destroy()
+      else this.#arm(this.#idleMs - quiet)
+    }, ms)
+  }
+
+  /** Ends `side` in order (FIN, TLS close_notify), destroying it if it has not closed within the grace. */
+  endGracefully(side: Duplex): void {
+    if (side.destroyed) return
+    if (!side.writableEnded) side.end()
+    const t = setTimeout(() => side.destroy(), CLOSE_GRACE_MS)
+    this.#graceTimers.push(t)
+  }
+
+  destroy(err?: Error): void {
+    clearTimeout(this.#timer)
+    this.client.destroy(err)
+    this.upstream.destroy(err)
+  }
+}
+
+function noop(): void {}
+
+function closed(s: Duplex): Promise<void> {
+  if (s.closed) return Promise.resolve()
+  return new Promise((resolve) => s.once('close', () => resolve()))
+}
