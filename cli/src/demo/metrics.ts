@@ -34,7 +34,7 @@ const ROWS: Array<{ title: string; name: string; by: string[] }> = [
   { title: 'flows created', name: 'flowgate_flows_created_total', by: [] },
   { title: 'packets by verdict', name: 'flowgate_packets_total', by: ['verdict'] },
   { title: 'drops by reason', name: 'flowgate_drops_total', by: ['reason'] },
-  { title: 'decisions by policy/rule', name: 'flowgate_rule_hits_total', by: ['policy', 'rule'] },
+  { title: 'rule hits by policy/rule', name: 'flowgate_rule_hits_total', by: ['policy', 'rule'] },
   { title: 'L7 flows by result', name: 'flowgate_l7_flows_total', by: ['result'] },
   { title: 'HTTP requests by action', name: 'flowgate_http_requests_total', by: ['action'] },
   { title: 'script runs by hook', name: 'flowgate_http_script_runs_total', by: ['hook'] },
