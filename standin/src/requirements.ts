@@ -26,8 +26,9 @@ export function unmet(needs: readonly Need[], peers: readonly string[] = PEERS):
   if (needs.includes('tun')) {
     try {
       accessSync('/dev/net/tun', constants.R_OK | constants.W_OK)
-    } catch {
-      why.push('/dev/net/tun is missing')
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      why.push(code === 'ENOENT' ? '/dev/net/tun is missing' : `cannot open /dev/net/tun (${code})`)
     }
   }
   if (needs.includes('ip')) {
