@@ -125,6 +125,7 @@ export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceH
         store,
         logger: log,
         ruleUsage: () => metrics.ruleUsage,
+        capture: () => metrics.capture,
       })
     }
     control = await startControlServer({

@@ -1,6 +1,7 @@
 // The flowgate command line. Subcommands register here; each lives in its own module.
 import { applianceCommand } from './appliance.ts'
 import { caCommand } from './ca.ts'
+import { captureCommand } from './capture.ts'
 import { compileCommand } from './compile.ts'
 import { demoCommand } from './demo.ts'
 import { operatorCommand } from './operator.ts'
@@ -21,6 +22,7 @@ const commands: Command[] = [
   operatorCommand,
   caCommand,
   rulesCommand,
+  captureCommand,
   demoCommand,
 ]
 

@@ -20,8 +20,8 @@ export interface TlsTrace {
 }
 
 export interface Endpoints {
-  client: [number, number, number, number]
-  server: [number, number, number, number]
+  client: readonly number[]
+  server: readonly number[]
   clientPort: number
   serverPort: number
 }

@@ -3,6 +3,8 @@
 //   GET /v1/config/version  → { version, appliedAt } of the bundle running now
 //   GET /v1/rule-usage      → { bundleVersion, rules: [{ policy, rule, hits, lastHit }] }: hits per rule of
 //                             the running bundle since this process started (rule null: defaultAction)
+//   GET /v1/capture?filter=&seconds=&maxBytes=  → a live pcapng stream of inner packets with the TLS
+//                             secrets of intercepted flows (capture/http.ts)
 // Authentication: a bearer token from a mounted Secret file (tokens.ts), compared in constant time.
 // Why a bearer token and not mTLS: the token rotates by editing one Secret, which kubelet propagates to
 // every pod with no restart and no certificate authority for the operator to run; the server's TLS (the
@@ -15,6 +17,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { type ConfigBundle, verifyBundle } from '../../../policy/src/bundle.ts'
 import { FlowgateError } from '../../../policy/src/errors.ts'
 import type { CheckedPolicy } from '../../../policy/src/validate.ts'
+import { serveCapture } from '../capture/http.ts'
+import type { CaptureTap } from '../capture/tap.ts'
 import type { RuleUsageSource } from '../control/metrics.ts'
 import { loadState, prepareState } from './state.ts'
 import type { TokenFile } from './tokens.ts'
@@ -42,6 +46,8 @@ export interface AdminApiOptions {
   restore?: boolean
   /** the packet path's rule hit counters; undefined until it is up */
   ruleUsage?: () => RuleUsageSource | undefined
+  /** the packet path's live captures; undefined until it is up */
+  capture?: () => CaptureTap | undefined
 }
 
 /** GET /v1/rule-usage */
@@ -123,6 +129,12 @@ export async function adminApi(app: FastifyInstance, o: AdminApiOptions): Promis
       })),
     }
     return report
+  })
+
+  // Carries TLS secrets of intercepted flows: the same token as configuration, never unauthenticated.
+  app.get('/v1/capture', async (req, reply) => {
+    if (!authenticate(req, reply)) return reply
+    return serveCapture(req, reply, o.capture?.())
   })
 
   app.put('/v1/config', { bodyLimit: o.bodyLimit ?? 16 * 1024 * 1024 }, async (req, reply) => {

@@ -137,8 +137,8 @@ export class CaptureSession {
     this.committed = head.length + this.trailerSize()
     this.ticker = setInterval(() => this.flush(performance.now()), Math.max(10, limits.holdMs / 2))
     this.ticker.unref()
+    // Not unref'd: a capture is bounded, and its end (written out) is awaited by its reader.
     this.deadline = setTimeout(() => this.finish('time', true), limits.seconds * 1000)
-    this.deadline.unref()
   }
 
   /** One packet from the tap: data[from, to) is an inner IP packet. Never throws, never waits. */

@@ -8,6 +8,7 @@ import type { ConfigBundle } from '../../../policy/src/bundle.ts'
 import type { CheckedPolicy } from '../../../policy/src/validate.ts'
 import { adminApi } from '../admin/plugin.ts'
 import { TokenFile } from '../admin/tokens.ts'
+import type { CaptureTap } from '../capture/tap.ts'
 import type { PolicyStore } from '../policy/policy-store.ts'
 import type { RuleUsageSource } from './metrics.ts'
 
@@ -23,6 +24,8 @@ export interface AdminServerOptions {
   logger: Logger
   /** the packet path's rule hit counters, for GET /v1/rule-usage */
   ruleUsage?: () => RuleUsageSource | undefined
+  /** the packet path's live captures, for GET /v1/capture */
+  capture?: () => CaptureTap | undefined
 }
 
 export async function startAdminServer(o: AdminServerOptions): Promise<FastifyInstance> {
@@ -40,6 +43,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<FastifyIn
     tokens,
     stateDir: o.stateDir,
     ...(o.ruleUsage ? { ruleUsage: o.ruleUsage } : {}),
+    ...(o.capture ? { capture: o.capture } : {}),
     apply: (bundle: ConfigBundle, policies: CheckedPolicy[]) => {
       o.store.apply(bundle, policies, 'admin-api')
     },

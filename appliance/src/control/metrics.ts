@@ -3,6 +3,7 @@
 // them at scrape time through collect(). Label hashing per packet would cost more than the packet.
 
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { CAPTURE_COUNTS, type CaptureTap } from '../capture/index.ts'
 import { HTTP_METRICS, type HttpStats } from '../http/stats.ts'
 import { TCP_METRIC_NAMES, TCP_STATE_LABELS, type TcpMetrics } from '../tcp/metrics.ts'
 import type { RuleHits } from '../visibility/rule-usage.ts'
@@ -62,6 +63,7 @@ export class ApplianceMetrics {
   private dp: DataplaneStats | undefined
   private usage: RuleUsageSource | undefined
   private ipfix: IpfixStats | undefined
+  private tap: CaptureTap | undefined
 
   constructor() {
     const r = this.registry
@@ -268,6 +270,42 @@ export class ApplianceMetrics {
         if (c?.[2]) this.inc(c[2])
       },
     })
+    const tap = () => this.tap
+    new Gauge({
+      name: 'flowgate_captures_active',
+      help: 'Live captures running (GET /v1/capture)',
+      registers: [r],
+      collect() {
+        this.set(tap()?.size ?? 0)
+      },
+    })
+    new Counter({
+      name: 'flowgate_capture_packets_total',
+      help: 'Packets taken by live captures, or dropped because a capture queue was full',
+      labelNames: ['result'],
+      registers: [r],
+      collect() {
+        this.reset()
+        const c = tap()?.counts
+        if (!c) return
+        if (c[CAPTURE_COUNTS.captured]) this.inc({ result: 'captured' }, c[CAPTURE_COUNTS.captured])
+        if (c[CAPTURE_COUNTS.dropped]) this.inc({ result: 'dropped' }, c[CAPTURE_COUNTS.dropped])
+      },
+    })
+    new Counter({
+      name: 'flowgate_capture_secrets_total',
+      help: 'TLS key log lines written into live captures, or dropped because a capture fell behind',
+      labelNames: ['result'],
+      registers: [r],
+      collect() {
+        this.reset()
+        const c = tap()?.counts
+        if (!c) return
+        if (c[CAPTURE_COUNTS.secrets]) this.inc({ result: 'written' }, c[CAPTURE_COUNTS.secrets])
+        if (c[CAPTURE_COUNTS.secretsDropped])
+          this.inc({ result: 'dropped' }, c[CAPTURE_COUNTS.secretsDropped])
+      },
+    })
     // The HTTP layer names its own counters (HTTP_METRICS): plain numbers, or records over a label's values.
     for (const [key, m] of Object.entries(HTTP_METRICS) as [
       keyof HttpStats,
@@ -342,6 +380,16 @@ export class ApplianceMetrics {
   /** Where the admin API reads rule usage from; undefined until the packet path is up. */
   get ruleUsage(): RuleUsageSource | undefined {
     return this.usage
+  }
+
+  /** The packet path's live captures (capture/tap.ts). */
+  attachCapture(tap: CaptureTap): void {
+    this.tap = tap
+  }
+
+  /** Where the admin API opens captures; undefined until the packet path is up. */
+  get capture(): CaptureTap | undefined {
+    return this.tap
   }
 
   attachIpfix(stats: IpfixStats): void {

@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream'
 import { formatAddress } from '../../../policy/src/cidr.ts'
 import type { Decision, FlowFacts } from '../../../policy/src/engine/index.ts'
 import { PolicyEngine, PROTOCOL_NUMBERS } from '../../../policy/src/engine/index.ts'
+import { CaptureTap, CLIENT_SIDE, flowKey, SERVER_SIDE, type Side } from '../capture/index.ts'
 import type { DataplaneStats } from '../control/metrics.ts'
 import { DROP_REASONS, OUTCOMES, Outcome } from '../fastpath/counters.ts'
 import { FastPath, FastPathResult } from '../fastpath/fastpath.ts'
@@ -19,6 +20,7 @@ import type { TcpRepr } from '../tcp/segment.ts'
 import { upstreamTrust } from '../tls/upstream-trust.ts'
 import { buildRstToReceiver, buildRstToSender, buildTcpSegment } from '../wire/build.ts'
 import { MALFORMED_REASONS } from '../wire/counters.ts'
+import { parseEndpointId } from '../wire/geneve.ts'
 import { IpProto, ParsedPacket, parsePacket } from '../wire/packet.ts'
 import { TcpFlag } from '../wire/tcp.ts'
 import { AUTHORIZER_RESULTS, type AuthorizeRequest, AuthorizerClient } from './authorizer.ts'
@@ -101,6 +103,9 @@ export class GwlbDataplane implements Dataplane {
   private closed = false
   private failure = ''
   private warnedL7 = false
+  /** live captures (capture/): the loop reads capture.active and does nothing more while it is false */
+  readonly capture = new CaptureTap()
+  private readonly captured = new ParsedPacket()
 
   private constructor(ctx: DataplaneContext, o: GwlbDataplaneOptions) {
     this.ctx = ctx
@@ -133,6 +138,7 @@ export class GwlbDataplane implements Dataplane {
       authorize: (d, l4, l7) => this.authorizeStream(d, l4, l7),
       onFacts: (f, l7) => this.flowLog?.noteL7(f.flow, l7),
       http: (client, upstream, h) => this.serveHttp(client, upstream, h),
+      keylog: (f, side) => this.keylogFor(f, side === 'client' ? CLIENT_SIDE : SERVER_SIDE),
       log: ctx.log,
     })
     this.proxy = new TcpProxy({
@@ -210,11 +216,40 @@ export class GwlbDataplane implements Dataplane {
     const [src, dst] = towardClient ? [f.server, f.client] : [f.client, f.server]
     const n = buildTcpSegment(this.proxyGeneve.subarray(0, g), f.family, src, dst, seg, this.proxyOut)
     if (n === 0) return
+    if (this.capture.active) this.captureSent(towardClient ? CLIENT_SIDE : SERVER_SIDE, n)
     this.io.send(this.proxyOut, 0, n, {
       localAddr: f.localAddr,
       remoteAddr: flows.outerIp[f.flow]!,
       remotePort: flows.outerPort[f.flow]!,
     })
+  }
+
+  /** The packet the fast path just parsed, as received from GWLB, to the captures. */
+  private captureReceived(side: Side): void {
+    const p = this.fastpath.lastPacket
+    this.capture.packet(p, side, false, p.buf, p.ipOff, p.ipEnd)
+  }
+
+  /** A segment proxySend just built (Geneve and inner packet in proxyOut[0, n)), to the captures. */
+  private captureSent(side: Side, n: number): void {
+    const p = this.captured
+    if (parsePacket(this.proxyOut, n, p) !== 0) return
+    this.capture.packet(p, side, true, p.buf, p.ipOff, p.ipEnd)
+  }
+
+  /** A sink for a terminated flow's TLS secrets on one side, when a running capture takes the flow. */
+  private keylogFor(f: ProxiedFlow, side: Side): ((line: Buffer) => void) | undefined {
+    if (!this.capture.active) return undefined
+    const key = flowKey({
+      family: f.family,
+      client: f.client,
+      server: f.server,
+      clientPort: f.clientPort,
+      serverPort: f.serverPort,
+      protocol: IpProto.TCP,
+      endpoint: f.intercept ? parseEndpointId(f.intercept.endpoint) : undefined,
+    })
+    return this.capture.keylogFor(key, side)
   }
 
   static async start(ctx: DataplaneContext, o: GwlbDataplaneOptions): Promise<GwlbDataplane> {
@@ -254,6 +289,7 @@ export class GwlbDataplane implements Dataplane {
 
   async close(): Promise<void> {
     this.closed = true
+    this.capture.close()
     clearInterval(this.sweepTimer)
     this.proxy.close()
     this.authorizer.close()
@@ -281,6 +317,9 @@ export class GwlbDataplane implements Dataplane {
         continue
       }
       this.count(r)
+      // Diverted packets are captured where the loop knows which connection they belong to (onDivert).
+      if (this.capture.active && r.malformed === 0 && r.outcome !== Outcome.divert)
+        this.captureReceived(CLIENT_SIDE)
       switch (r.outcome) {
         case Outcome.pass:
           io.reply(batch, i, r.outLen)
@@ -322,22 +361,21 @@ export class GwlbDataplane implements Dataplane {
     const r = this.result
     const p = this.fastpath.lastPacket
     const d = r.decision
+    const fromClient = r.dir === 0
+    const proxied = d?.action === 'Allow' && d.entry?.tcpProxy === true
+    const intercepted = d?.action === 'Inspect' || d?.mayInspect === true
+    const terminated = !!d && r.flow >= 0 && p.protocol === IpProto.TCP && p.hasL4 && (proxied || intercepted)
+    // A terminated flow's packets from the server belong to the appliance's upstream connection.
+    if (this.capture.active) this.captureReceived(terminated && !fromClient ? SERVER_SIDE : CLIENT_SIDE)
     if (d?.action === 'Authorize' && d.entry?.policy.authorizer && r.flow >= 0) {
       const packet = { bytes: Buffer.from(p.buf.subarray(0, p.ipEnd)), path: this.pathOf(batch, i) }
       this.authorize(r.flow, this.flows.gen[r.flow]!, d, [packet], this.l4Facts(p, r.dir), {}, now)
       return
     }
-    if (!d || r.flow < 0 || p.protocol !== IpProto.TCP || !p.hasL4) {
+    if (!terminated) {
       this.failClosed(p, this.pathOf(batch, i))
       return
     }
-    const proxied = d.action === 'Allow' && d.entry?.tcpProxy === true
-    const intercepted = d.action === 'Inspect' || d.mayInspect === true
-    if (!proxied && !intercepted) {
-      this.failClosed(p, this.pathOf(batch, i))
-      return
-    }
-    const fromClient = r.dir === 0
     // The L4 facts go with a client SYN only: the proxy needs them when it opens a flow.
     const syn = fromClient && (p.tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) === TcpFlag.SYN
     const facts = intercepted && syn ? this.l4Facts(p, r.dir) : undefined

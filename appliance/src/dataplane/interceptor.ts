@@ -71,6 +71,12 @@ export interface InterceptorOptions {
   /** facts learnt from the first bytes, and later the negotiated TLS (flow records) */
   onFacts?(f: ProxiedFlow, l7: FirstFacts & { tlsVersion?: string | null; intercepted?: boolean }): void
   log?: { warn(obj: object, msg: string): void }
+  /**
+   * Where the TLS secrets of an intercepted flow go (a running live capture that takes the flow), per side:
+   * 'server' is our session with the real server, 'client' the one with the client. undefined: nowhere,
+   * and the socket's key log is not even turned on.
+   */
+  keylog?(f: ProxiedFlow, side: 'client' | 'server'): ((line: Buffer) => void) | undefined
   /** how long to wait for the client's first bytes (default 5 s) */
   firstBytesMs?: number
   /** each TLS handshake (upstream, then client) must finish within this (default 10 s) */
@@ -215,6 +221,9 @@ export class Interceptor {
       secureContext: this.#o.upstreamTrust,
       ...(alpn.length > 0 ? { ALPNProtocols: alpn } : {}),
     })
+    // Subscribed before any handshake message is read, so no secret of the session is missed.
+    const upKeys = this.#o.keylog?.(f, 'server')
+    if (upKeys) upstream.on('keylog', upKeys)
     const upOk = await handshake(upstream, 'secureConnect', handshakeMs)
     if (upOk !== true) {
       const certificate = upOk !== 'timeout' && isCertificateError(upOk)
@@ -251,6 +260,8 @@ export class Interceptor {
         ? { ALPNCallback: ({ protocols }) => (protocols.includes(chosen) ? chosen : undefined) }
         : {}),
     })
+    const downKeys = this.#o.keylog?.(f, 'client')
+    if (downKeys) client.on('keylog', downKeys)
     const downOk = await handshake(client, 'secure', handshakeMs)
     if (downOk !== true) {
       const rejected = downOk !== 'timeout' && CLIENT_REJECTS.test(`${downOk.code ?? ''} ${downOk.message}`)

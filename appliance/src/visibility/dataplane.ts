@@ -20,6 +20,7 @@ export function visibleGwlbDataplane(
     const options = v.ipfix && !o.flowLog ? { ...o, flowLog: { target: '' } } : o
     const dp = await GwlbDataplane.start(ctx, options)
     ctx.metrics.attachRuleUsage(dp.fastpath.usage)
+    ctx.metrics.attachCapture(dp.capture)
     if (v.ipfix && dp.flowLog) {
       const { host, port } = v.ipfix
       const exporter = new IpfixExporter({
