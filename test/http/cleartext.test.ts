@@ -35,9 +35,9 @@ test('HTTP/1.1 over duplexPair streams: keep-alive, chunked body, Deny, one orig
   // One client connection for every request: the agent hands out the one stream, kept alive.
   let handedOut = 0
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-  // The default re-arms TCP keep-alive on the socket, which a duplexPair end does not have.
-  agent.keepSocketAlive = () => true
-  agent.reuseSocket = () => {}
+  // The agent re-arms TCP keep-alive and (un)refs pooled sockets: no-ops on a duplexPair end.
+  const cs = clientSide as typeof clientSide & Record<string, unknown>
+  for (const m of ['ref', 'unref', 'setKeepAlive', 'setTimeout']) cs[m] = () => cs
   agent.createConnection = () => {
     handedOut++
     return clientSide as unknown as net.Socket

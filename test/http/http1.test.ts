@@ -4,10 +4,12 @@ import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import https from 'node:https'
+import type net from 'node:net'
 import { join } from 'node:path'
+import tls from 'node:tls'
 import test from 'ava'
 import type { RequestDecision } from '../../appliance/src/http/index.ts'
-import { curl, curlTls, makePki, rawTls, startHttpsOrigin, startInterceptor } from './harness.ts'
+import { closeServer, curl, curlTls, makePki, rawTls, startHttpsOrigin, startInterceptor } from './harness.ts'
 
 const pki = makePki()
 test.after.always(() => pki.cleanup())
@@ -225,6 +227,14 @@ test('malformed requests → 400, counted, never reach the origin', async (t) =>
   t.regex(big, /^HTTP\/1\.1 431 /)
   t.is(proxy.stats.malformed.client, bad.length + 1)
   t.is(proxy.stats.localResponses.bad_request, bad.length + 1)
+  // CONNECT is not carried (not malformed, just not for an origin).
+  const connect = await rawTls(
+    pki,
+    proxy.port,
+    'CONNECT origin.test:443 HTTP/1.1\r\nHost: origin.test:443\r\n\r\n',
+  )
+  t.regex(connect, /^HTTP\/1\.1 405 /)
+  t.is(proxy.stats.localResponses.method_not_allowed, 1)
   t.is(o.seen.length, 0)
 })
 
@@ -298,4 +308,84 @@ test('an origin that closes after a response closes the client connection after 
   t.deepEqual(r.stdout.trim().split('\n'), ['200 1', '200 1'])
   await proxy.settled()
   t.is(proxy.flows.finished, 2)
+})
+
+/** An origin that speaks raw bytes over TLS, for answers a real server would not give. */
+async function rawOrigin(
+  t: { teardown(fn: () => unknown): void },
+  onData: (s: tls.TLSSocket, req: string) => void,
+) {
+  const server = tls.createServer({ cert: pki.cert, key: pki.key }, (s) => {
+    let got = ''
+    s.on('error', () => {})
+    s.on('data', (c: Buffer) => {
+      got += c.toString('latin1')
+      if (got.includes('\r\n\r\n')) onData(s, got)
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const proxy = await startInterceptor({ originPort: (server.address() as net.AddressInfo).port, pki })
+  t.teardown(async () => {
+    await proxy.close()
+    await closeServer(server)
+  })
+  return proxy
+}
+
+test('a malformed upstream response → 502 to the client, counted, connection closed', async (t) => {
+  const proxy = await rawOrigin(t, (s) => s.write('HTTP/1.1 2OO Fine\r\nContent-Length: 0\r\n\r\n'))
+  const got = await rawTls(pki, proxy.port, 'GET / HTTP/1.1\r\nHost: origin.test\r\n\r\n')
+  t.regex(got, /^HTTP\/1\.1 502 /)
+  t.regex(got, /connection: close/i)
+  await proxy.settled()
+  t.is(proxy.stats.malformed.upstream, 1)
+  t.is(proxy.stats.localResponses.upstream_error, 1)
+})
+
+test('an upstream that dies mid-body: the client connection is cut, not completed', async (t) => {
+  const proxy = await rawOrigin(t, (s) => {
+    s.write('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789')
+    setTimeout(() => s.destroy(), 50)
+  })
+  const r = await curl([...curlTls(pki, proxy.port), '-o', '/dev/null', `https://origin.test:${proxy.port}/`])
+  t.is(r.code, 18, r.stderr) // CURLE_PARTIAL_FILE
+  await proxy.settled()
+  t.is(proxy.stats.aborted, 1)
+})
+
+test('idle: a flow with nothing in flight closes after idleMs', async (t) => {
+  const o = origin()
+  const server = await startHttpsOrigin(pki, o.handler)
+  const proxy = await startInterceptor({ originPort: server.port, pki, limits: { idleMs: 300 } })
+  t.teardown(async () => {
+    await proxy.close()
+    await server.close()
+  })
+  const started = Date.now()
+  const got = await rawTls(pki, proxy.port, 'GET /a HTTP/1.1\r\nHost: origin.test\r\n\r\n')
+  t.regex(got, /^HTTP\/1\.1 200 /)
+  const took = Date.now() - started
+  t.true(took >= 300 && took < 3000, `closed after ${took} ms`)
+  await proxy.settled()
+  t.is(proxy.flows.finished, 1)
+})
+
+test('an origin closing its idle keep-alive connection ends the client connection too', async (t) => {
+  const o = origin()
+  const server = await startHttpsOrigin(pki, o.handler)
+  server.server.keepAliveTimeout = 200
+  server.server.keepAliveTimeoutBuffer = 0
+  const proxy = await startInterceptor({ originPort: server.port, pki })
+  t.teardown(async () => {
+    await proxy.close()
+    await server.close()
+  })
+  const started = Date.now()
+  const got = await rawTls(pki, proxy.port, 'GET /b HTTP/1.1\r\nHost: origin.test\r\n\r\n')
+  t.regex(got, /^HTTP\/1\.1 200 /)
+  const took = Date.now() - started
+  // rawTls gives up after 5 s; the default idle timer is 350 s: only the origin's close explains this.
+  t.true(took >= 200 && took < 3000, `closed after ${took} ms`)
+  await proxy.settled()
+  t.is(proxy.flows.finished, 1)
 })

@@ -108,9 +108,9 @@ test('h2 request body byte-exact', async (t) => {
   t.is(r.stdout, `${sha(data)} ${data.length}`)
 })
 
-test('h2: Deny → 403 on its stream while the connection serves others; fronting → 421', async (t) => {
+test('h2: Deny → 403 on its stream while the connection serves others; Reject closes it; fronting → 421', async (t) => {
   const { proxy, seen, url, curlArgs } = await setup(t, {
-    decide: (f) => (f.path === '/denied' ? { action: 'Deny' } : { action: 'Allow' }),
+    decide: (f) => ({ action: f.path === '/denied' ? 'Deny' : f.path === '/rejected' ? 'Reject' : 'Allow' }),
   })
   const r = await curlArgs(
     '-w',
@@ -123,12 +123,25 @@ test('h2: Deny → 403 on its stream while the connection serves others; frontin
     url('/ok'),
   )
   t.deepEqual(r.stdout.trim().split('\n'), ['403 1', '200 0'])
+  // Reject: the 403, then GOAWAY; the next request needs a new connection.
+  const rej = await curlArgs(
+    '-w',
+    '%{http_code} %{num_connects}\\n',
+    '-o',
+    '/dev/null',
+    url('/rejected'),
+    '-o',
+    '/dev/null',
+    url('/ok'),
+  )
+  t.deepEqual(rej.stdout.trim().split('\n'), ['403 1', '200 1'])
   const f = await curlArgs('-w', '%{http_code}', '-o', '/dev/null', '-H', 'Host: other.test', url('/fronted'))
   t.is(f.stdout, '421')
   t.deepEqual(
     seen.map((s) => s.path),
-    ['/ok'],
+    ['/ok', '/ok'],
   )
+  t.is(proxy.stats.localResponses.reject, 1)
   t.is(proxy.stats.localResponses.deny, 1)
   t.is(proxy.stats.localResponses.misdirected, 1)
 })
