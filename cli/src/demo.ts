@@ -95,7 +95,7 @@ async function runDemo(o: { keep: boolean; verbose: boolean }): Promise<number> 
     console.log(`Policies (${vpc.files.policies}, from examples/)`)
     for (const p of POLICY_SUMMARY) console.log(`  ${p}`)
     console.log(
-      `\nTour: commands run in the client namespace (${vpc.lab.client}, 10.0.1.2); files are in ${vpc.dir}/`,
+      `\nTour: commands run in the client namespace (${vpc.lab.client}, ${vpc.clientAddr}); files are in ${vpc.dir}/`,
     )
     const steps = tour(vpc)
     total = steps.length

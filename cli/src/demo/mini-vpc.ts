@@ -74,6 +74,7 @@ export class MiniVpc {
     interceptionRoot: join(this.dir, 'flowgate-demo-root.pem'),
     publicCa: join(this.dir, 'public-ca.pem'),
   }
+  readonly clientAddr = LAB.client4
   readonly serverAddr = LAB.server4
   #lab: GwlbLab | undefined
   #pipes: SecretPipe[] = []
