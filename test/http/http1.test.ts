@@ -184,6 +184,47 @@ test('Deny → 403 with the connection kept; Reject → 403 and closed; the orig
   t.is(proxy.stats.requests.reject, 1)
 })
 
+test('a denied Expect: 100-continue request gets its 403 without a 100, and the connection closes', async (t) => {
+  const { o, proxy, url, curlArgs } = await setup(t, byPath({ '/denied': 'Deny' }))
+  const file = join(pki.dir, 'expect-denied.bin')
+  writeFileSync(file, randomBytes(200_000))
+  const started = Date.now()
+  const r = await curlArgs(
+    '--expect100-timeout',
+    '10',
+    '-w',
+    W,
+    '-o',
+    '/dev/null',
+    '-H',
+    'Expect: 100-continue',
+    '--data-binary',
+    `@${file}`,
+    url('/denied'),
+    '-o',
+    '/dev/null',
+    url('/ok'),
+  )
+  t.true(Date.now() - started < 5000)
+  // The body was never sent, so the connection cannot carry on in step: a new one for /ok.
+  t.deepEqual(r.stdout.trim().split('\n'), ['403 1', '200 1'])
+  t.deepEqual(
+    o.seen.map((s) => s.url),
+    ['/ok'],
+  )
+  // A client that would not close by itself (curl does) is closed on: its body would otherwise be read
+  // as the next request.
+  const t0 = Date.now()
+  const raw = await rawTls(
+    pki,
+    proxy.port,
+    'POST /denied HTTP/1.1\r\nHost: origin.test\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n',
+  )
+  t.regex(raw, /^HTTP\/1\.1 403 [^]*connection: close/i)
+  t.true(Date.now() - t0 < 3000, 'the connection was closed')
+  t.is(proxy.stats.localResponses.deny, 2)
+})
+
 test('domain fronting: a Host other than the SNI → 421, counted; the origin never sees it', async (t) => {
   const { o, proxy, url, curlArgs } = await setup(t)
   const r = await curlArgs('-w', W, '-o', '/dev/null', '-H', 'Host: other.test', url('/x'))

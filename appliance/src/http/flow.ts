@@ -30,6 +30,8 @@ export class FlowLifetime {
       for (const t of this.#graceTimers) clearTimeout(t)
     })
     this.#arm(idleMs)
+    // Handed over already gone: nothing to proxy.
+    if (client.destroyed || upstream.destroyed) this.destroy()
   }
 
   /** Something happened on the flow: a request, a response, body bytes. */

@@ -81,6 +81,8 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
       o,
       HTTP1_FRAMING,
     )
+    // A final answer to an Expect: 100-continue request before its 100 closes the connection (Node's
+    // ServerResponse does so itself): the client may still hold the body (RFC 9110 §10.1.1).
     if (plan.kind === 'respond') return sendLocal(res, plan.response)
     if (upstreamGone) return upstreamFailed(res, new UpstreamGoneError())
 
