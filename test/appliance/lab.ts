@@ -34,6 +34,8 @@ export interface LabSetup {
   /** HTTP servers in the server namespace (default 8080 and 8081) */
   httpPorts?: number[]
   applianceArgs?: string[] | ((dir: string) => string[])
+  /** how the appliance gets its policy (default: --policies FILE); e.g. the admin API's state dir instead */
+  policyArgs?: (policiesFile: string, dir: string) => string[]
   /** runs before the appliance starts (write files it needs into dir) */
   before?: (lab: GwlbLab, dir: string) => Promise<void> | void
   seed?: number
@@ -82,8 +84,7 @@ export async function withAppliance(
       [
         FLOWGATE,
         'appliance',
-        '--policies',
-        policies,
+        ...(setup.policyArgs ? setup.policyArgs(policies, dir) : ['--policies', policies]),
         '--bind',
         lab.applianceAddr,
         '--http-port',
