@@ -220,7 +220,8 @@ test('a denied Expect: 100-continue request gets its 403 without a 100, and the 
     proxy.port,
     'POST /denied HTTP/1.1\r\nHost: origin.test\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n',
   )
-  t.regex(raw, /^HTTP\/1\.1 403 [^]*connection: close/i)
+  t.regex(raw, /^HTTP\/1\.1 403 /)
+  t.regex(raw, /\r\nconnection: close\r\n/i)
   t.true(Date.now() - t0 < 3000, 'the connection was closed')
   t.is(proxy.stats.localResponses.deny, 2)
 })
