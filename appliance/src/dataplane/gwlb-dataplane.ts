@@ -138,6 +138,7 @@ export class GwlbDataplane implements Dataplane {
       authorize: (d, l4, l7) => this.authorizeStream(d, l4, l7),
       onFacts: (f, l7) => this.flowLog?.noteL7(f.flow, l7),
       http: (client, upstream, h) => this.serveHttp(client, upstream, h),
+      onDecision: (d) => this.fastpath.usage.record(d),
       keylog: (f, side) => this.keylogFor(f, side === 'client' ? CLIENT_SIDE : SERVER_SIDE),
       log: ctx.log,
     })

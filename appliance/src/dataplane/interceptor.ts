@@ -70,6 +70,11 @@ export interface InterceptorOptions {
   authorize?(d: Decision, facts: InterceptFacts, l7: FirstFacts): Promise<boolean>
   /** facts learnt from the first bytes, and later the negotiated TLS (flow records) */
   onFacts?(f: ProxiedFlow, l7: FirstFacts & { tlsVersion?: string | null; intercepted?: boolean }): void
+  /**
+   * A flow decided on its first bytes alone (reset or relayed; rule usage). Flows the HTTP layer serves are
+   * decided, and counted, per request instead.
+   */
+  onDecision?(d: Decision): void
   log?: { warn(obj: object, msg: string): void }
   /**
    * Where the TLS secrets of an intercepted flow go (a running live capture that takes the flow), per side:
@@ -157,11 +162,13 @@ export class Interceptor {
       d = { ...d, action: allow ? 'Allow' : 'Deny' }
       if (!allow) {
         this.#count('authorize_denied')
+        this.#o.onDecision?.(d)
         return reset(up, down)
       }
     }
     if (d.kind === 'final' && (d.action === 'Deny' || d.action === 'Reject')) {
       this.#count('denied')
+      this.#o.onDecision?.(d)
       return reset(up, down)
     }
     const first = read.first
@@ -175,6 +182,7 @@ export class Interceptor {
       const sni = first.hello.sni
       if (!sni) {
         this.#count('relayed_no_sni') // nothing to mint a certificate for: FLOWPOLICY.md passes it through
+        this.#o.onDecision?.(d)
         return this.#relay(up, down, read.ended, read.bytes)
       }
       if (!this.#o.ca) {
@@ -191,6 +199,7 @@ export class Interceptor {
       return this.#intercept(f, up, down, sni, first.hello.alpn, authorized)
     }
     this.#count(inspect ? 'relayed_unknown' : 'relayed')
+    this.#o.onDecision?.(d)
     this.#relay(up, down, read.ended, read.bytes)
   }
 
