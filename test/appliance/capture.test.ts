@@ -26,6 +26,7 @@ import { withAppliance } from './lab.ts'
 
 const netTest = privilegedTest(['root', 'tun', 'ip'])
 const FLOWGATE = new URL('../../bin/flowgate.js', import.meta.url).pathname
+const EXTCAP = new URL('../../deploy/wireshark/flowgate-extcap', import.meta.url).pathname
 const ORIGIN = new URL('../support/netns/tls-origin.ts', import.meta.url).pathname
 
 const POLICY = `apiVersion: flowgate.io/v1alpha1
@@ -154,27 +155,11 @@ netTest(
         const server = LAB.server4
         const endpoint = formatEndpointId(lab.endpointId, 0)
         let cliErr = ''
-        const capture = (out: string, filter: string, seconds: number) => {
-          const c: ChildProcess = spawn(
-            process.execPath,
-            [
-              FLOWGATE,
-              'capture',
-              '--appliance',
-              `https://${lab.applianceAddr}:9443`,
-              '--token-file',
-              join(dir, 'token'),
-              '--ca',
-              join(dir, 'admin.crt'),
-              '--filter',
-              filter,
-              '--seconds',
-              String(seconds),
-              '-w',
-              join(dir, out),
-            ],
-            { stdio: ['ignore', 'ignore', 'pipe'] },
-          )
+        const run = (cmd: string, args: string[], seconds: number, env?: NodeJS.ProcessEnv) => {
+          const c: ChildProcess = spawn(cmd, args, {
+            stdio: ['ignore', 'ignore', 'pipe'],
+            ...(env ? { env } : {}),
+          })
           c.stderr!.on('data', (d) => {
             cliErr += d
           })
@@ -186,6 +171,30 @@ netTest(
             }),
           )
         }
+        const adminArgs = [
+          '--appliance',
+          `https://${lab.applianceAddr}:9443`,
+          '--token-file',
+          join(dir, 'token'),
+          '--ca',
+          join(dir, 'admin.crt'),
+        ]
+        const capture = (out: string, filter: string, seconds: number) =>
+          run(
+            process.execPath,
+            [
+              FLOWGATE,
+              'capture',
+              ...adminArgs,
+              '--filter',
+              filter,
+              '--seconds',
+              String(seconds),
+              '-w',
+              join(dir, out),
+            ],
+            seconds,
+          )
         // Both sides of the two intercepted flows (and the endpoint they came through), and the client side
         // alone.
         const both = capture(
@@ -194,9 +203,31 @@ netTest(
           10,
         )
         const clientSide = capture('client.pcapng', 'side client and tcp', 10)
-        for (let i = 0; i < 400 && !(await metric('flowgate_captures_active 2')).length; i++)
+        // And as Wireshark does it: tshark's capture engine reads the extcap's FIFO (the server side, with
+        // a capture filter as Wireshark's filter box passes it).
+        const fifo = join(dir, 'extcap.fifo')
+        execFileSync('mkfifo', [fifo])
+        const wireshark = run('tshark', ['-i', fifo, '-w', join(dir, 'extcap.pcapng')], 10)
+        const extcap = run(
+          EXTCAP,
+          [
+            '--capture',
+            '--extcap-interface',
+            'flowgate-server',
+            '--fifo',
+            fifo,
+            '--extcap-capture-filter',
+            'port 9447',
+            ...adminArgs,
+            '--seconds',
+            '10',
+          ],
+          10,
+          { ...process.env, FLOWGATE, NODE: process.execPath },
+        )
+        for (let i = 0; i < 400 && !(await metric('flowgate_captures_active 3')).length; i++)
           await new Promise((r) => setTimeout(r, 25))
-        t.deepEqual(await metric('flowgate_captures_active'), ['flowgate_captures_active 2'], cliErr)
+        t.deepEqual(await metric('flowgate_captures_active'), ['flowgate_captures_active 3'], cliErr)
 
         const root = join(dir, 'root.pem')
         const curl = (name: string, port: number, path: string, extra: string[] = []) =>
@@ -218,7 +249,7 @@ netTest(
         t.is(h2.code, 0, h2.stderr.toString())
         t.is(h2.stdout.toString(), 'hello from the origin over HTTP/2.0 to www.example.test\n 2')
 
-        t.deepEqual(await Promise.all([both, clientSide]), [0, 0], cliErr)
+        t.deepEqual(await Promise.all([both, clientSide, extcap, wireshark]), [0, 0, 0, 0], cliErr)
         const all = join(dir, 'both.pcapng')
 
         // Split by interface (tshark keeps the DSBs when it writes), then read each side on its own.
@@ -255,6 +286,7 @@ netTest(
         t.deepEqual(requests(sides.client!), [h1Line('client'), h2Line('client')], 'client side')
         t.deepEqual(requests(sides.server!), [h1Line('server'), h2Line('server')], 'server side')
         t.deepEqual(requests(join(dir, 'client.pcapng')), [h1Line('client'), h2Line('client')], 'side client')
+        t.deepEqual(requests(join(dir, 'extcap.pcapng')), [h1Line('server')], 'extcap, through tshark -i')
         const shown = tshark('-r', sides.server!, '-Y', 'http.request')
         t.log(`server side, as tshark shows it:\n${shown}`)
         t.log(`client side:\n${tshark('-r', sides.client!, '-Y', 'http.request')}`)
@@ -288,7 +320,9 @@ netTest(
         t.true(lines.some((l) => l.startsWith('CLIENT_TRAFFIC_SECRET_0 ')))
         const clientLines = secretsIn(join(dir, 'client.pcapng'))
         t.is(new Set(clientLines.map((l) => l.split(' ')[1])).size, 2, 'side client: the two client sessions')
-        const written = lines.length + clientLines.length
+        const extcapLines = secretsIn(join(dir, 'extcap.pcapng'))
+        t.is(new Set(extcapLines.map((l) => l.split(' ')[1])).size, 1, 'extcap: the h1 server-side session')
+        const written = lines.length + clientLines.length + extcapLines.length
         t.deepEqual(await metric('flowgate_capture_secrets_total'), [
           `flowgate_capture_secrets_total{result="written"} ${written}`,
         ])
@@ -305,7 +339,13 @@ netTest(
         // Key material nowhere but in the captures: not in the appliance's output, not in the CLI's, not in
         // any other file of the test's directory (state, certificates, the split copies aside).
         const secrets = lines.map((l) => l.split(' ')[2]!)
-        const captures = new Set([all, join(dir, 'client.pcapng'), sides.client!, sides.server!])
+        const captures = new Set([
+          all,
+          join(dir, 'client.pcapng'),
+          join(dir, 'extcap.pcapng'),
+          sides.client!,
+          sides.server!,
+        ])
         const elsewhere = filesUnder(dir).filter((f) => !captures.has(f))
         for (const s of secrets) {
           t.false(appliance.output().includes(s), 'appliance output')
