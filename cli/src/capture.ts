@@ -7,6 +7,7 @@ import { createWriteStream, readFileSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import { request as plainRequest } from 'node:http'
 import { request } from 'node:https'
+import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { parseArgs } from 'node:util'
 import { TokenFile } from '../../appliance/src/admin/tokens.ts'
@@ -184,6 +185,30 @@ export const captureCommand: Command = {
   },
 }
 
+/**
+ * Passes the pcapng stream on a whole block at a time, so a capture stopped early (^C, Wireshark's stop
+ * button) leaves a file that ends on a block boundary rather than in the middle of a packet.
+ */
+export function wholeBlocks(): Transform {
+  let pending: Buffer = Buffer.alloc(0)
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk
+      let end = 0
+      // Block total length at offset 4 (little-endian: the appliance writes its sections that way).
+      while (pending.length - end >= 8) {
+        const len = pending.readUInt32LE(end + 4)
+        if (len < 12 || len % 4 !== 0) return done(new Error('not a pcapng stream'))
+        if (pending.length - end < len) break
+        end += len
+      }
+      if (end > 0) this.push(pending.subarray(0, end))
+      pending = pending.subarray(end)
+      done()
+    },
+  })
+}
+
 async function stream(
   url: URL,
   token: string,
@@ -223,7 +248,7 @@ async function stream(
       return 1
     }
     const sink = out ? createWriteStream(out) : process.stdout
-    await pipeline(res, sink, { end: sink !== process.stdout })
+    await pipeline(res, wholeBlocks(), sink, { end: sink !== process.stdout })
     return 0
   } catch (err) {
     if (stopped) return 0

@@ -102,9 +102,10 @@ async function start(t: { teardown(fn: () => unknown): void }) {
       req.on('error', reject)
       req.end()
     })
+  let cliProcess: ReturnType<typeof execFile> | undefined
   const cli = (...args: string[]) =>
     new Promise<{ code: number; stderr: string }>((resolve) => {
-      execFile(
+      cliProcess = execFile(
         process.execPath,
         [
           FLOWGATE,
@@ -123,7 +124,7 @@ async function start(t: { teardown(fn: () => unknown): void }) {
     const text = await (await fetch(`${a.url}/metrics`)).text()
     return text.split('\n').filter((l) => l.startsWith(name))
   }
-  return { dir, port, send, get, cli, metric }
+  return { dir, port, send, get, cli, metric, cliProcess: () => cliProcess! }
 }
 
 const decoderTest = hasTshark ? test : test.skip
@@ -229,5 +230,33 @@ decoderTest(
     t.deepEqual(await metric('flowgate_captures_active'), ['flowgate_captures_active 0'])
     const packets = await metric('flowgate_capture_packets_total')
     t.true(packets.includes('flowgate_capture_packets_total{result="captured"} 5'), packets.join('\n'))
+  },
+)
+
+decoderTest(
+  'a capture stopped with ^C ends cleanly: whole blocks, the packets so far, the capture gone',
+  async (t) => {
+    t.timeout(90_000)
+    const { send, cli, cliProcess, metric, dir } = await start(t)
+    const out = join(dir, 'stopped.pcapng')
+    const running = cli('--token-file', join(dir, 'token'), '--filter', 'udp', '--seconds', '60', '-w', out)
+    const until = async (line: string) => {
+      for (let i = 0; i < 400 && !(await metric(line)).length; i++)
+        await new Promise((r) => setTimeout(r, 25))
+    }
+    await until('flowgate_captures_active 1')
+    for (let k = 0; k < 3; k++) await send(udp4({ sport: 42000 + k, dport: 3000 }))
+    await until('flowgate_capture_packets_total{result="captured"} 3')
+    await new Promise((r) => setTimeout(r, 600)) // past the hold: the packets are on their way to the CLI
+    cliProcess().kill('SIGINT')
+    const r = await running
+    t.is(r.code, 0, r.stderr)
+    const info = execFileSync('capinfos', ['-c', out], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    t.regex(info, /Number of packets:\s+3\b/)
+    await until('flowgate_captures_active 0')
+    t.deepEqual(await metric('flowgate_captures_active'), ['flowgate_captures_active 0'])
   },
 )

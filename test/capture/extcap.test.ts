@@ -1,8 +1,16 @@
 // The Wireshark extcap wrapper (deploy/wireshark/flowgate-extcap → flowgate capture) answering the calls
 // Wireshark makes before a capture: interfaces, link types, configuration, capture-filter checks. The
 // capture itself (--capture --fifo, read by tshark from the pipe) runs in test/appliance/capture.test.ts.
+// And the CLI's block framing, which keeps a stopped capture's file whole.
 import { spawnSync } from 'node:child_process'
 import test from 'ava'
+import {
+  decryptionSecrets,
+  interfaceDescription,
+  LINKTYPE_RAW,
+  sectionHeader,
+} from '../../appliance/src/capture/pcapng.ts'
+import { wholeBlocks } from '../../cli/src/capture.ts'
 
 const SCRIPT = new URL('../../deploy/wireshark/flowgate-extcap', import.meta.url).pathname
 const FLOWGATE = new URL('../../bin/flowgate.js', import.meta.url).pathname
@@ -72,4 +80,31 @@ test('--capture needs a fifo; a capture needs the appliance and a token', (t) =>
   const noAppliance = extcap('--capture', '--extcap-interface', 'flowgate', '--fifo', '/nonexistent/fifo')
   t.is(noAppliance.code, 2)
   t.regex(noAppliance.err, /--appliance and --token-file are required/)
+})
+
+test('the CLI passes whole pcapng blocks only, however the stream is cut', async (t) => {
+  const blocks = [
+    sectionHeader({ application: 'x' }),
+    interfaceDescription({ linkType: LINKTYPE_RAW, name: 'client' }),
+    decryptionSecrets(Buffer.from('CLIENT_RANDOM aa bb\n')),
+    sectionHeader(),
+  ]
+  const all = Buffer.concat(blocks)
+  for (const size of [1, 3, 7, 13, 64, all.length]) {
+    const w = wholeBlocks()
+    const out: Buffer[] = []
+    w.on('data', (c: Buffer) => out.push(c))
+    // everything but the last 5 bytes: the last block never completes
+    for (let o = 0; o < all.length - 5; o += size)
+      w.write(all.subarray(o, Math.min(o + size, all.length - 5)))
+    w.end()
+    await new Promise((r) => w.once('end', r))
+    t.deepEqual(Buffer.concat(out), Buffer.concat(blocks.slice(0, 3)), `chunks of ${size}`)
+  }
+  const bad = wholeBlocks()
+  const err = await new Promise<Error>((r) => {
+    bad.once('error', r)
+    bad.write(Buffer.from('HTTP/1.1 200 OK\r\n\r\n'))
+  })
+  t.regex(err.message, /not a pcapng stream/)
 })

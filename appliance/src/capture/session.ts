@@ -237,7 +237,9 @@ export class CaptureSession {
     const lines = Buffer.concat(this.pendingSecrets)
     this.pendingSecrets = []
     this.secretBytes = 0
-    this.push(decryptionSecrets(lines))
+    const dsb = decryptionSecrets(lines)
+    this.committed += dsb.length
+    this.push(dsb)
   }
 
   private push(b: Buffer): void {
