@@ -106,10 +106,17 @@ export interface OpenOptions {
 }
 
 const PLAIN_PEER: Partial<TcpRepr> = { mss: 1000 }
+/** No options unless a test asks for them; NewReno, whose windows are simple to compute by hand. */
+const PLAIN: Partial<TcpConfig> = {
+  timestamps: false,
+  sack: false,
+  windowScaling: false,
+  congestionControl: 'newreno',
+}
 
 /** Active open through to ESTABLISHED; the emitted segments are consumed. */
 export function established(o: OpenOptions = {}): Ctx {
-  const c = new Ctx({ timestamps: false, sack: false, windowScaling: false, ...o.cfg })
+  const c = new Ctx({ ...PLAIN, ...o.cfg })
   c.conn.openActive(ISS)
   c.take()
   if (o.rtt) c.clock.advance(o.rtt)
@@ -131,7 +138,7 @@ export function established(o: OpenOptions = {}): Ctx {
 
 /** Passive open through to ESTABLISHED. */
 export function accepted(o: OpenOptions = {}): Ctx {
-  const c = new Ctx({ timestamps: false, sack: false, windowScaling: false, ...o.cfg })
+  const c = new Ctx({ ...PLAIN, ...o.cfg })
   c.conn.listen(ISS)
   c.conn.input(
     makeSegment({

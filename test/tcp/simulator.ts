@@ -91,6 +91,12 @@ export function scenarioFor(seed: number, profile: 'ci' | 'harsh' = 'ci'): Scena
   }
   const configA = cfg()
   const configB = cfg()
+  // Buffer autotuning on or off (a separate stream of draws, so that adding it kept every other choice).
+  const r2 = new SeededRandom(seed ^ 0x9e3779b9)
+  for (const c of [configA, configB]) {
+    if (r2.float() < 0.5) c.rcvBufMax = c.rcvBufSize
+    if (r2.float() < 0.5) c.sndBufMax = c.sndBufSize
+  }
   // Keep lossy runs to a few hundred segments so that thousands of seeds fit in the test budget.
   const cap = (n: number, c: Partial<TcpConfig>) => (clean || harsh ? n : Math.min(n, (c.mss ?? 1460) * 200))
   return {
@@ -105,6 +111,31 @@ export function scenarioFor(seed: number, profile: 'ci' | 'harsh' = 'ci'): Scena
     slowReaderA: r.float() < 0.25,
     slowReaderB: r.float() < 0.25,
     earlyWrite: r.float() < 0.15,
+  }
+}
+
+/**
+ * A path like the GWLB stand-in's: sub-millisecond one-way delay with a little jitter (which reorders), `loss`
+ * each way, MSS 1460, default buffers, one bulk transfer from A to B. For measuring loss recovery, not for
+ * hunting bugs.
+ */
+export function labScenario(
+  seed: number,
+  o: { bytes?: number; loss?: number; jitter?: number; cc?: 'cubic' | 'newreno' } = {},
+): Scenario {
+  const cfg: Partial<TcpConfig> = { mss: 1460, timeWaitMs: 1000, congestionControl: o.cc ?? 'cubic' }
+  return {
+    seed,
+    faults: { loss: o.loss ?? 0.02, duplicate: 0, truncate: 0, delay: 0.1, jitter: o.jitter ?? 0.05 },
+    aToB: o.bytes ?? 5_000_000,
+    bToA: 0,
+    configA: cfg,
+    configB: cfg,
+    halfCloseFirst: false,
+    simultaneousOpen: false,
+    slowReaderA: false,
+    slowReaderB: false,
+    earlyWrite: false,
   }
 }
 

@@ -34,11 +34,21 @@ export interface KeepaliveConfig {
 export interface TcpConfig {
   /** MSS we advertise, and clamp the peer's to (options.ts: the GWLB MTU minus headers). */
   mss: number
-  /** Send buffer limit in bytes: writes beyond it are back-pressured. */
+  /**
+   * Send buffer limit in bytes: writes beyond it are back-pressured. It grows with the flight, up to
+   * sndBufMax: twice the window that can be in flight, as Linux's tcp_sndbuf_expand.
+   */
   sndBufSize: number
-  /** Receive buffer in bytes: the most we advertise, and the most we hold unread. */
+  sndBufMax: number
+  /**
+   * Receive buffer in bytes: the most we advertise, and the most we hold unread. It starts at rcvBufSize
+   * and doubles, up to rcvBufMax, whenever the sender fills the window while the application keeps up
+   * (receive-buffer autotuning, in the spirit of Linux's tcp_rcv_space_adjust): a path whose RTT grows
+   * under load needs more window, and a reader that stops never makes it grow.
+   */
   rcvBufSize: number
-  /** Bytes the out-of-order queue may hold. */
+  rcvBufMax: number
+  /** Bytes the out-of-order queue may hold (it never holds more than the window we advertised). */
   oooLimit: number
   rto: RtoConfig
   /** SYN (or SYN-ACK) retransmissions before giving up (Linux tcp_syn_retries: 6, about 127 s). */
@@ -60,15 +70,17 @@ export interface TcpConfig {
 export const DEFAULT_CONFIG: TcpConfig = {
   mss: DEFAULT_MSS,
   sndBufSize: 256 * 1024,
+  sndBufMax: 4 * 1024 * 1024,
   rcvBufSize: 256 * 1024,
-  oooLimit: 256 * 1024,
+  rcvBufMax: 4 * 1024 * 1024,
+  oooLimit: 4 * 1024 * 1024,
   rto: DEFAULT_RTO,
   synRetries: 6,
   maxRetries: 15,
   delayedAckMs: 40,
   timeWaitMs: 60_000,
   keepalive: null,
-  congestionControl: 'newreno',
+  congestionControl: 'cubic',
   windowScaling: true,
   timestamps: true,
   sack: true,
@@ -133,6 +145,8 @@ export class Connection {
   rcvAdvEdge: Seq = seq(0)
   /** Bytes delivered to the application and not yet consumed. */
   rcvUnread = 0
+  /** The receive buffer now (see TcpConfig.rcvBufSize). */
+  rcvBuf: number
 
   // Negotiated options.
   sndMss: number
@@ -193,6 +207,14 @@ export class Connection {
   #quickAcks = QUICK_ACKS
   /** RFC 2883 §4: a duplicate segment to report in the first SACK block of the next ACK. */
   #dsack: SackBlock | undefined
+  /** Receive-buffer autotuning (#measureRcvRtt, #autotune). */
+  #rcvRtt = 0
+  #rcvRttSeq: Seq | undefined
+  #rcvRttAt = 0
+  #copied = 0
+  #spaceAt = 0
+  /** The most consumed in one receiver RTT so far (starting from the initial buffer's half). */
+  #space: number
   #inInput = false
   #writeBlocked = false
 
@@ -203,6 +225,8 @@ export class Connection {
     this.remotePort = ends.remotePort
     this.#tsOffset = tsOffset
     this.sndMss = cfg.mss
+    this.rcvBuf = cfg.rcvBufSize
+    this.#space = cfg.rcvBufSize / 2
     this.rto = new RtoEstimator(cfg.rto)
     this.cc = new NewReno(cfg.mss)
     this.recovery = new LossRecovery(this.cc, cfg.mss, seq(0), (ms) => this.#tsAt(ms))
@@ -276,7 +300,7 @@ export class Connection {
       this.#output()
       this.#afterSend()
     }
-    const ok = this.#sndBuf.length < this.cfg.sndBufSize
+    const ok = this.#sndBuf.length < this.#sndLimit()
     if (!ok) this.#writeBlocked = true
     return ok
   }
@@ -284,6 +308,15 @@ export class Connection {
   /** Bytes queued and not yet acknowledged. */
   get sendBuffered(): number {
     return this.#sndBuf.length
+  }
+
+  /** The send buffer limit now: room for twice what may be in flight, within [sndBufSize, sndBufMax]. */
+  #sndLimit(): number {
+    const inFlight = Math.min(this.cc.cwnd, this.maxSndWnd)
+    return Math.min(
+      Math.max(this.cfg.sndBufSize, 2 * inFlight),
+      Math.max(this.cfg.sndBufMax, this.cfg.sndBufSize),
+    )
   }
 
   /**
@@ -342,15 +375,54 @@ export class Connection {
   consumed(n: number): void {
     this.rcvUnread = Math.max(0, this.rcvUnread - n)
     if (this.state === State.CLOSED || !isSynchronized(this.state) || this.#peerFinDone) return
+    this.#autotune(n)
     // Send a window update once the right edge can move by a worthwhile amount (RFC 9293 §3.8.6.2.2, receiver
     // SWS avoidance: "the window is ... increased only when it can be increased by at least min(Fr * RCV.BUFF, Eff.snd.MSS)").
-    const free = this.cfg.rcvBufSize - this.rcvUnread
+    const free = this.rcvBuf - this.rcvUnread
     const cur = Math.max(0, seqSub(this.rcvAdvEdge, this.rcvNxt))
     if (free - cur >= this.#swsThreshold() && !this.#inInput) this.#sendAck()
   }
 
   #swsThreshold(): number {
-    return Math.min(Math.floor(this.cfg.rcvBufSize / 2), this.cfg.mss)
+    return Math.min(Math.floor(this.rcvBuf / 2), this.cfg.mss)
+  }
+
+  /**
+   * The receiver's RTT estimate (Linux's tcp_rcv_rtt_measure): how long the sender takes to reach the right
+   * edge we advertised when it last did — one RTT for a sender limited by our window, more otherwise. A
+   * smoothed minimum; 0 until measured.
+   */
+  #measureRcvRtt(now: number): void {
+    if (this.#rcvRttSeq === undefined || seqGe(this.rcvNxt, this.#rcvRttSeq)) {
+      if (this.#rcvRttSeq !== undefined) {
+        const sample = now - this.#rcvRttAt
+        this.#rcvRtt =
+          this.#rcvRtt === 0 || sample < this.#rcvRtt ? sample : this.#rcvRtt + (sample - this.#rcvRtt) / 8
+      }
+      this.#rcvRttSeq = this.rcvAdvEdge
+      this.#rcvRttAt = now
+    }
+  }
+
+  /**
+   * Receive-buffer autotuning (dynamic right-sizing, as Linux's tcp_rcv_space_adjust): once per receiver RTT,
+   * if the application consumed more than in any RTT before, the buffer grows to twice that (up to
+   * rcvBufMax), so that a sender that could go faster is not held back by our window — a path whose RTT grows
+   * under load needs more. A reader that stops consumes nothing, and nothing grows.
+   */
+  #autotune(consumed: number): void {
+    const max = Math.max(this.cfg.rcvBufMax, this.cfg.rcvBufSize)
+    if (this.rcvBuf >= max || this.#rcvRtt === 0) return
+    this.#copied += consumed
+    const now = this.#ctx.clock.now()
+    if (now - this.#spaceAt < this.#rcvRtt) return
+    if (this.#copied > this.#space) {
+      this.#space = this.#copied
+      const target = Math.min(2 * this.#copied, max)
+      if (target > this.rcvBuf) this.rcvBuf = target
+    }
+    this.#copied = 0
+    this.#spaceAt = now
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -389,7 +461,7 @@ export class Connection {
     this.#afterSend()
     if (this.#ackNow) this.#sendAck()
     else if (this.#segsUnacked > 0 && !this.#delack.armed) this.#delack.setIn(this.cfg.delayedAckMs)
-    if (this.#writeBlocked && this.#sndBuf.length < this.cfg.sndBufSize && !this.closed) {
+    if (this.#writeBlocked && this.#sndBuf.length < this.#sndLimit() && !this.closed) {
       this.#writeBlocked = false
       this.events.onDrain?.()
     }
@@ -820,6 +892,7 @@ export class Connection {
     }
     if (start === this.rcvNxt) {
       this.#deliver(Buffer.from(data))
+      this.#measureRcvRtt(this.#ctx.clock.now())
       let filled = false
       if (!this.ooo.empty) {
         for (const chunk of this.ooo.take(this.rcvNxt)) {
@@ -1011,8 +1084,12 @@ export class Connection {
     // received would fail its acceptability test and the ACK it carries would be lost. But never beyond the
     // peer's window (Linux's tcp_acceptable_seq): data sent past a window that then shrank or was truncated
     // would put the ACK out of the peer's window, draw its ACK, and the two would answer each other forever.
+    // Less than one scaling unit beyond is fine (Linux's rule too): a peer that scales its window rounds it
+    // down, so its right edge may retract by up to a unit below data we already sent (RFC 7323 §2.4,
+    // Appendix F) — and numbering our ACKs below its RCV.NXT would make them unacceptable to it.
     const wndEnd = seqAdd(this.sndUna, this.sndWnd)
-    this.#send(Flag.ACK, seqLt(wndEnd, this.sndMax) ? wndEnd : this.sndMax, EMPTY)
+    const beyond = seqSub(this.sndMax, wndEnd)
+    this.#send(Flag.ACK, beyond > 0 && beyond >= 2 ** this.sndWscale ? wndEnd : this.sndMax, EMPTY)
   }
 
   /** RFC 5961 §7: challenge ACKs are rate-limited so that they cannot be used as an amplifier. */
@@ -1055,7 +1132,8 @@ export class Connection {
       // offered (RFC 7323 §2.2: "only if ... received a Window Scale option in the <SYN>"; §3.2; RFC 2018 §2).
       const offer = this.state === State.SYN_SENT
       seg.mss = this.cfg.mss
-      if (offer ? this.cfg.windowScaling : this.wsOk) seg.windowScale = windowScaleFor(this.cfg.rcvBufSize)
+      if (offer ? this.cfg.windowScaling : this.wsOk)
+        seg.windowScale = windowScaleFor(Math.max(this.cfg.rcvBufSize, this.cfg.rcvBufMax))
       if (offer ? this.cfg.sack : this.sackOk) seg.sackPermitted = true
       if (offer ? this.cfg.timestamps : this.tsOk) seg.timestamp = { val: this.#tsNow(), ecr: this.tsRecent }
     } else if (this.tsOk) {
@@ -1103,12 +1181,15 @@ export class Connection {
       if (this.state !== State.SYN_SENT) this.rcvAdvEdge = seqAdd(this.rcvNxt, w)
       return w
     }
-    const free = Math.max(0, this.cfg.rcvBufSize - this.rcvUnread)
+    const free = Math.max(0, this.rcvBuf - this.rcvUnread)
     const cur = Math.max(0, seqSub(this.rcvAdvEdge, this.rcvNxt))
     const wnd = free > cur && free - cur >= this.#swsThreshold() ? free : cur
-    // Round up so that scaling never moves the edge left of what we advertised before.
-    const field = Math.min(0xffff, Math.ceil(wnd / 2 ** this.rcvWscale))
-    const edge = seqAdd(this.rcvNxt, field * 2 ** this.rcvWscale)
+    // Scaling rounds the window down: rounding up would promise bytes the buffer does not have, again on
+    // every ACK while the window closes. The right edge the peer computes may then retract by less than
+    // the scaling unit (RFC 7323 §2.4, Appendix F); we keep accepting up to the largest edge we advertised.
+    const unit = 2 ** this.rcvWscale
+    const field = Math.min(0xffff, Math.floor(wnd / unit))
+    const edge = seqAdd(this.rcvNxt, field * unit)
     if (seqGt(edge, this.rcvAdvEdge)) this.rcvAdvEdge = edge
     return field
   }

@@ -45,6 +45,8 @@ export interface OptionConfig {
   timestamps: boolean
   sack: boolean
   rcvBufSize: number
+  /** The receive buffer may grow to this (autotuning): the window scale must allow it. */
+  rcvBufMax?: number
 }
 
 export interface Negotiated {
@@ -76,7 +78,7 @@ export function negotiate(cfg: OptionConfig, peerSyn: TcpRepr, weOffered: boolea
     sndMss: Math.max(mss, 64),
     // RFC 7323 §2.3: a shift above 14 is used as 14.
     sndWscale: wsOk ? Math.min(peerSyn.windowScale!, MAX_WINDOW_SCALE) : 0,
-    rcvWscale: wsOk ? windowScaleFor(cfg.rcvBufSize) : 0,
+    rcvWscale: wsOk ? windowScaleFor(Math.max(cfg.rcvBufSize, cfg.rcvBufMax ?? 0)) : 0,
     wsOk,
     tsOk,
     sackOk,

@@ -107,6 +107,8 @@ export class LossRecovery {
   /** An acceptable ACK (RFC 9293 §3.10.7.4, fifth check) arrived. */
   onAck(a: AckInfo): RecoveryEvents {
     const board = this.board
+    // Before this ACK: was the window what limited the flight? (Checked before anything leaves the board.)
+    const pipeBefore = this.pipe(seqSub(a.max, a.una))
     const ecr = a.ecr
     const tsOf = this.#tsOf
     const delivered = (s: SentSegment) =>
@@ -155,9 +157,13 @@ export class LossRecovery {
       const pipe = this.pipe(flight)
       this.cc.cwnd = pipe + this.prr.onAck(deliveredData, pipe, this.mss)
     } else {
-      // Outside fast recovery the window grows; slow start after an RTO goes on through its recovery
-      // (RFC 5681 §3.1).
-      this.cc.onAck(grow)
+      // Outside fast recovery the window grows — slow start after an RTO goes on through its recovery (RFC
+      // 5681 §3.1) — but only while it is what limits the flight (RFC 7661 §4.5, as Linux's
+      // tcp_is_cwnd_limited, which allows slow start up to twice the flight): a window the sender never
+      // fills says nothing about the path, and would grow without bound.
+      const cwnd = this.cc.cwnd
+      const limited = pipeBefore + this.mss >= cwnd || (cwnd < this.cc.ssthresh && 2 * pipeBefore >= cwnd)
+      if (limited) this.cc.onAck(grow)
       if (this.phase === Phase.rto && seqGe(a.ack, this.recover)) {
         this.phase = Phase.open
         this.rack.onRecoveryExit()
