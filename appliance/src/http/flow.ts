@@ -48,10 +48,14 @@ export class FlowLifetime {
     }, ms)
   }
 
-  /** Ends `side` in order (FIN, TLS close_notify), destroying it if it has not closed within the grace. */
+  /**
+   * Ends `side` in order (FIN, TLS close_notify), destroying it if it has not closed within the grace.
+   * What it still sends is read and dropped: a stream nobody reads never gets to 'end', so never closes.
+   */
   endGracefully(side: Duplex): void {
     if (side.destroyed) return
     if (!side.writableEnded) side.end()
+    side.resume()
     const t = setTimeout(() => side.destroy(), CLOSE_GRACE_MS)
     this.#graceTimers.push(t)
   }

@@ -4,7 +4,7 @@
 // Requests reach the upstream one at a time in arrival order (pipelined client requests wait their turn);
 // responses go back in the same order (Node's server queues them).
 
-import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import http, { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { OneConnectionAgent, UpstreamGoneError } from './agent.ts'
 import { HTTP1_FRAMING, planRequest, planResponse, type RequestPlan, type ResponseHook } from './exchange.ts'
@@ -102,15 +102,28 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
       if (info.statusCode === 103 && !res.headersSent && info.headers.link)
         res.writeEarlyHints({ link: info.headers.link })
     })
+    let answered = false
     upReq.on(
       'response',
       guard(
         o,
-        (upRes: IncomingMessage) => onResponse(req, res, upReq, upRes, plan.onResponse),
+        (upRes: IncomingMessage) => {
+          answered = true
+          onResponse(req, res, upReq, upRes, plan.onResponse)
+        },
         () => res.destroy(),
       ),
     )
-    upReq.on('error', (err) => upstreamFailed(res, err))
+    upReq.on('error', (err) => {
+      answered = true
+      upstreamFailed(res, err)
+    })
+    // Node ends some exchanges without 'response' or 'error' (a 101 to a request that asked for no
+    // upgrade: it destroys the socket): the client must still get an answer.
+    upReq.on('close', () => {
+      if (!answered)
+        upstreamFailed(res, Object.assign(new Error('no response'), { code: 'HPE_UNEXPECTED_UPGRADE' }))
+    })
     req.on('data', touch)
     req.on('error', () => upReq.destroy())
     req.pipe(upReq)
@@ -152,9 +165,17 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
       upstreamGone = true
       res.shouldKeepAlive = false
     }
+    const status = upRes.statusCode!
+    // llhttp takes any three digits and a reason Node's writer refuses (control characters): a status
+    // no client could be given is a malformed response, a reason it would refuse is replaced.
+    if (status < 200 || status > 999) {
+      upRes.destroy()
+      return upstreamFailed(res, Object.assign(new Error(`status ${status}`), { code: 'HPE_INVALID_STATUS' }))
+    }
+    const reason = upRes.statusMessage ?? ''
     const head: ResponseHead = {
-      status: upRes.statusCode!,
-      statusMessage: upRes.statusMessage ?? '',
+      status,
+      statusMessage: BAD_REASON.test(reason) ? (STATUS_CODES[status] ?? '') : reason,
       fields: stripHopByHop(fieldsFromRaw(upRes.rawHeaders), HTTP1_FRAMING.response),
     }
     const bodyless = req.method === 'HEAD' || head.status === 204 || head.status === 304
@@ -302,6 +323,9 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
   server.emit('connection', client)
 }
 
+/** What Node's ServerResponse refuses in a reason phrase (its checkInvalidHeaderChar). */
+const BAD_REASON = /[^\t\x20-\x7e\x80-\xff]/
+
 function isWebSocketUpgrade(req: IncomingMessage): boolean {
   const up = req.headers.upgrade
   return req.method === 'GET' && !!up && up.split(',').some((t) => t.trim().toLowerCase() === 'websocket')
@@ -336,4 +360,5 @@ function rawHead(status: number, message: string, fields: readonly (readonly [st
 function writeRaw(socket: Duplex, r: LocalResponse): void {
   const fields: Fields = [...r.fields, ['connection', 'close']]
   socket.end(Buffer.concat([Buffer.from(rawHead(r.status, r.statusMessage, fields)), r.body]))
+  socket.resume() // whatever else the client sends is dropped, so its FIN is seen and the socket closes
 }

@@ -202,6 +202,13 @@ export function serveHttp2(
     const onResponse = (h: IncomingHttpHeaders, flags: number, rawH: string[]) => {
       touch()
       const status = Number(h[':status'])
+      // nghttp2 takes any three digits; Node's respond() only 200-599 (1xx came as 'headers').
+      if (!(status >= 200 && status <= 599)) {
+        stats.malformed.upstream++
+        stats.localResponses.upstream_error++
+        upStream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR)
+        return sendLocal(stream, localResponse(502, 'upstream_error', false), isHead)
+      }
       const head: ResponseHead = { status, statusMessage: STATUS_CODES[status] ?? '', fields: [] }
       for (const [n, v] of fieldsFromRaw(rawH)) if (n[0] !== ':') head.fields.push([n, v])
       const ended = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0

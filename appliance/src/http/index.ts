@@ -30,6 +30,12 @@ export async function interceptHttp(client: Duplex, upstream: Duplex, opts: Inte
     const sniffed = protocol === 'http/1.1' && !isTls(client)
     const h2c = sniffed && (await sniffPreface(client))
     if (h2c) protocol = 'h2'
+    if (sniffed && client.readableEnded) {
+      // The client hung up before a byte: its 'end' went to the sniff, no HTTP server would see it.
+      flow.endGracefully(client)
+      flow.endGracefully(upstream)
+      return await flow.done
+    }
     if (protocol === 'h2') {
       opts.stats.flows[h2c ? 'h2c' : 'h2']++
       await settleTls(client)
