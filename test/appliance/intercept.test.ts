@@ -325,15 +325,15 @@ netTest(
         has(/^flowgate_http_local_responses_total\{reason="deny"\} 1$/)
         has(/^flowgate_http_local_responses_total\{reason="script_response"\} 1$/)
         has(/^flowgate_http_script_failures_total\{reason="threw"\} 1$/)
-      // Rule usage: flows decided on their first bytes count once, intercepted ones once per request.
-      const hits = await metric('flowgate_rule_hits_total{policy="tls"')
-      t.log(hits.join('\n'))
-      const hit = (rule: string, n: number) =>
-        t.true(hits.includes(`flowgate_rule_hits_total{policy="tls",rule="${rule}"} ${n}`), `${rule} ${n}`)
-      hit('denied', 1)
-      hit('passthrough', 1)
-      hit('no-admin', 1)
-      hit('broken', 1)
+        // Rule usage: flows decided on their first bytes count once, intercepted ones once per request.
+        const hits = await metric('flowgate_rule_hits_total{policy="tls"')
+        t.log(hits.join('\n'))
+        const hit = (rule: string, n: number) =>
+          t.true(hits.includes(`flowgate_rule_hits_total{policy="tls",rule="${rule}"} ${n}`), `${rule} ${n}`)
+        hit('denied', 1)
+        hit('passthrough', 1)
+        hit('no-admin', 1)
+        hit('broken', 1)
         t.true(counts.client_rejected_cert! >= 1, 'client_rejected_cert')
         t.is(counts.upstream_cert_rejected, 3)
         t.true(counts.relayed! >= 1, 'relayed (allowed on SNI)')
