@@ -2,7 +2,7 @@
 // fail would prove nothing).
 import test from 'ava'
 import { Flag } from '../../appliance/src/tcp/segment.ts'
-import { REPRO, runSeed, scenarioFor } from './simulator.ts'
+import { labScenario, REPRO, runSeed, scenarioFor } from './simulator.ts'
 
 test('a seed replays identically: same scenario, same segment trace', (t) => {
   for (const seed of [3, 42, 1234]) {
@@ -60,4 +60,21 @@ test('the CI profile covers loss, duplication, truncation, jitter, simultaneous 
   t.true(s.some((x) => x.aToB > 100_000))
   t.true(s.some((x) => x.aToB === 0))
   t.true(s.some((x) => x.configA.timestamps === false && x.configB.sack === false))
+})
+
+test('loss is repaired without waiting for the RTO: 2 MB at 2% loss on a sub-millisecond path, 30 seeds', (t) => {
+  // Before RACK-TLP, PRR and the rest (recovery.ts), half of the losses here waited for a 200 ms RTO: median
+  // 990 ms simulated per transfer and 136 RTO expiries over these seeds; now about 16 ms and none.
+  const ms: number[] = []
+  let rtos = 0
+  for (let seed = 1; seed <= 30; seed++) {
+    const r = runSeed(seed, { scenario: labScenario(seed, { bytes: 2_000_000, loss: 0.02 }) })
+    t.true(r.ok, r.error)
+    ms.push(r.transferMs)
+    rtos += r.metrics.a.rtoExpiries
+  }
+  ms.sort((a, b) => a - b)
+  const median = ms[15]!
+  t.true(median < 60, `median transfer ${median.toFixed(1)} ms simulated`)
+  t.true(rtos <= 3, `${rtos} RTO expiries at the sender`)
 })

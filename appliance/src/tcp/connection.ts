@@ -14,7 +14,15 @@ import { type CongestionControl, NewReno } from './congestion.ts'
 import { Cubic } from './cubic.ts'
 import { TcpError, TcpErrorCode } from './errors.ts'
 import type { TcpMetrics } from './metrics.ts'
-import { DEFAULT_MSS, maxSackBlocks, negotiate, pawsRejects, tsLt, windowScaleFor } from './options.ts'
+import {
+  DEFAULT_MSS,
+  DEFAULT_PEER_MSS,
+  maxSackBlocks,
+  negotiate,
+  pawsRejects,
+  tsLt,
+  windowScaleFor,
+} from './options.ts'
 import { Reassembly } from './reassembly.ts'
 import { LossRecovery, Phase } from './recovery.ts'
 import { DEFAULT_RTO, type RtoConfig, RtoEstimator } from './rto.ts'
@@ -207,6 +215,8 @@ export class Connection {
   #quickAcks = QUICK_ACKS
   /** RFC 2883 §4: a duplicate segment to report in the first SACK block of the next ACK. */
   #dsack: SackBlock | undefined
+  /** The largest segment the peer has sent (its effective MSS as we see it), for receiver SWS avoidance. */
+  #rcvMss = DEFAULT_PEER_MSS
   /** Receive-buffer autotuning (#measureRcvRtt, #autotune). */
   #rcvRtt = 0
   #rcvRttSeq: Seq | undefined
@@ -383,8 +393,12 @@ export class Connection {
     if (free - cur >= this.#swsThreshold() && !this.#inInput) this.#sendAck()
   }
 
+  /**
+   * RFC 9293 §3.8.6.2.2: min(Fr × RCV.BUFF, Eff.snd.MSS) with Fr = 1/2, the sender's MSS being the largest
+   * segment it has sent us (as Linux's rcv_mss), not the larger one we allowed it.
+   */
   #swsThreshold(): number {
-    return Math.min(Math.floor(this.rcvBuf / 2), this.cfg.mss)
+    return Math.min(Math.floor(this.rcvBuf / 2), this.#rcvMss)
   }
 
   /**
@@ -411,7 +425,8 @@ export class Connection {
    * under load needs more. A reader that stops consumes nothing, and nothing grows.
    */
   #autotune(consumed: number): void {
-    const max = Math.max(this.cfg.rcvBufMax, this.cfg.rcvBufSize)
+    // Never a window the reassembly queue could not hold: what it dropped would all be sent again.
+    const max = Math.max(Math.min(this.cfg.rcvBufMax, this.cfg.oooLimit), this.cfg.rcvBufSize)
     if (this.rcvBuf >= max || this.#rcvRtt === 0) return
     this.#copied += consumed
     const now = this.#ctx.clock.now()
@@ -503,6 +518,7 @@ export class Connection {
     this.tsOk = n.tsOk
     this.sackOk = n.sackOk
     if (n.tsOk) this.tsRecent = seg.timestamp!.val
+    this.#rcvMss = Math.min(this.cfg.mss, this.sndMss)
     this.recovery.setMss(this.sndMss)
     this.recovery.sackOk = n.sackOk
     // RFC 7323 §2.2: "The window field in a segment where the SYN bit is set ... MUST NOT be scaled."
@@ -613,6 +629,10 @@ export class Connection {
       // not answer each other without end.
       if (!rst && (seg.payload.length > 0 || syn || seg.flags & Flag.FIN || this.#oowAckAllowed()))
         this.#ackNow = true
+      // RFC 2883 §4: a segment we already have is reported as a D-SACK.
+      const end = seqAdd(seg.seq, seg.payload.length)
+      if (this.sackOk && seg.payload.length > 0 && !rst && seqLe(end, this.rcvNxt))
+        this.#dsack = { left: seg.seq, right: end }
       // TIME-WAIT: a retransmitted FIN (our ACK was lost) restarts the 2 MSL timeout (RFC 9293 §3.10.7.4, eighth check).
       if (this.state === State.TIME_WAIT && seg.flags & Flag.FIN) this.#timeWait.setIn(this.cfg.timeWaitMs)
       return
@@ -890,6 +910,7 @@ export class Connection {
       this.#ackNow = true
       return whole
     }
+    if (data.length > this.#rcvMss) this.#rcvMss = data.length
     if (start === this.rcvNxt) {
       this.#deliver(Buffer.from(data))
       this.#measureRcvRtt(this.#ctx.clock.now())

@@ -90,12 +90,13 @@ export class Rack {
 
   /**
    * RFC 8985 §6.2 step 5, RACK_detect_loss: marks lost every segment still in flight that was sent before the
-   * latest delivered one and has waited RACK.rtt + reoWnd. Returns the time until the next one would be due
-   * (the reordering timer), or 0.
+   * latest delivered one and has waited RACK.rtt + reoWnd. Returns the time until all the others waiting
+   * would be due — the reordering timer, as Linux arms it (the latest, so that one expiry marks them
+   * together and recovery starts from the whole loss) — or 0.
    */
   detectLoss(board: SackScoreboard, now: number, reoWnd: number): number {
     if (this.xmitTs === Number.NEGATIVE_INFINITY) return 0
-    let timeout = Number.POSITIVE_INFINITY
+    let timeout = 0
     for (let i = 0; i < board.length; i++) {
       const s = board.at(i)!
       if (!sentAfter(this.xmitTs, this.endSeq, s.xmitTs, s.end)) {
@@ -107,9 +108,9 @@ export class Rack {
       if (s.sacked || s.lost) continue
       const remaining = s.xmitTs + this.rtt + reoWnd - now
       if (remaining <= 0) board.markLost(s)
-      else if (remaining < timeout) timeout = remaining
+      else if (remaining > timeout) timeout = remaining
     }
-    return Number.isFinite(timeout) ? timeout : 0
+    return timeout
   }
 }
 
