@@ -102,6 +102,13 @@ export function renderSpec(p: CheckedPolicy): FlowPolicySpecT {
     return rule
   })
   if (p.authorizer) spec.authorizer = p.authorizer
+  if (p.har) {
+    spec.har = {
+      enabled: true,
+      maxBodyBytes: p.har.maxBodyBytes,
+      ...(p.har.redactHeaders.length ? { redactHeaders: p.har.redactHeaders } : {}),
+    }
+  }
   if (p.defaultAction) spec.defaultAction = p.defaultAction
   return spec as FlowPolicySpecT
 }

@@ -48,6 +48,7 @@ export const LIMITS = {
   scriptBytes: 10_240, // CloudFront Functions' own limit
   patternLength: 253,
   replaceItems: 16,
+  harBodyBytes: 1_048_576,
 } as const
 
 const list = <T extends Type.TSchema>(item: T, description: string, maxItems: number = LIMITS.listItems) =>
@@ -191,6 +192,30 @@ export const Authorizer = Type.Object(
   },
 )
 
+export const HarCapture = Type.Object(
+  {
+    enabled: Type.Boolean({ description: "record this policy's HTTP exchanges as HAR 1.2 entries" }),
+    maxBodyBytes: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: LIMITS.harBodyBytes,
+        default: 65_536,
+        description: 'request and response bodies are kept up to this many bytes each (0: none)',
+      }),
+    ),
+    redactHeaders: list(
+      Type.String({ maxLength: 128 }),
+      'more header names whose values are replaced by [redacted] (authorization, proxy-authorization, cookie, set-cookie and x-amz-security-token always are)',
+      32,
+    ),
+  },
+  {
+    additionalProperties: false,
+    description:
+      'HAR export of the HTTP exchanges this policy decides on flows the appliance sees in clear (intercepted, or cleartext HTTP it terminates): GET /v1/har on the admin API, or --har-dir',
+  },
+)
+
 export const FlowPolicySpec = Type.Object(
   {
     priority: Type.Optional(
@@ -212,6 +237,7 @@ export const FlowPolicySpec = Type.Object(
       }),
     ),
     authorizer: Type.Optional(Authorizer),
+    har: Type.Optional(HarCapture),
     defaultAction: Type.Optional(DefaultActionEnum),
   },
   { additionalProperties: false },
@@ -296,6 +322,7 @@ export type HeaderMatchT = Type.Static<typeof HeaderMatch>
 export type PacketRulesT = Type.Static<typeof PacketRules>
 export type HttpHooksT = Type.Static<typeof HttpHooks>
 export type AuthorizerT = Type.Static<typeof Authorizer>
+export type HarCaptureT = Type.Static<typeof HarCapture>
 export type FlowPolicySpecT = Type.Static<typeof FlowPolicySpec>
 export type FlowPolicyStatusT = Type.Static<typeof FlowPolicyStatus>
 export type ConditionT = Type.Static<typeof Condition>

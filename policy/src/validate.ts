@@ -63,7 +63,15 @@ export interface CheckedPolicy {
   match: CheckedMatch
   rules: CheckedRule[]
   authorizer?: Required<AuthorizerT>
+  /** set when spec.har.enabled: HAR entries of the exchanges this policy decides */
+  har?: CheckedHar
   defaultAction?: DefaultAction
+}
+
+export interface CheckedHar {
+  maxBodyBytes: number
+  /** lower-case header names redacted beyond the appliance's fixed list */
+  redactHeaders: string[]
 }
 
 export interface PolicyValidation {
@@ -551,6 +559,21 @@ function checkSemantics(doc: FlowPolicyT, errors: FieldError[], warnings: FieldE
     if (!usesAuthorizer)
       warn('spec.authorizer', 'no rule has action Authorize, so the authorizer is never called')
   }
+  if (spec.har?.enabled) {
+    // HAR sees only what the HTTP layer serves: requests of flows the appliance terminates and reads.
+    const readsRequests = rules.some(
+      (r) => r.action === 'Inspect' || r.when.methods || r.when.paths || r.when.headers,
+    )
+    if (!readsRequests) {
+      warn(
+        'spec.har',
+        'no rule has action Inspect or reads methods, paths or headers: HAR records only exchanges of flows the appliance intercepts',
+      )
+    }
+    spec.har.redactHeaders?.forEach((h, i) => {
+      if (!HTTP_TOKEN.test(h)) report(`spec.har.redactHeaders[${i}]`, `${quote(h)} is not a header name`)
+    })
+  }
   if (!spec.rules?.length && spec.defaultAction === undefined) {
     warn('spec', 'no rules and no defaultAction: this policy never decides anything')
   }
@@ -569,6 +592,12 @@ function checkSemantics(doc: FlowPolicyT, errors: FieldError[], warnings: FieldE
       timeoutMs: spec.authorizer.timeoutMs ?? 200,
       onError: spec.authorizer.onError ?? 'Deny',
       cacheSeconds: spec.authorizer.cacheSeconds ?? 30,
+    }
+  }
+  if (spec.har?.enabled) {
+    policy.har = {
+      maxBodyBytes: spec.har.maxBodyBytes ?? 65_536,
+      redactHeaders: [...new Set((spec.har.redactHeaders ?? []).map((h) => h.toLowerCase()))],
     }
   }
   if (spec.defaultAction) policy.defaultAction = spec.defaultAction

@@ -95,6 +95,24 @@ test('a compiled bundle verifies and round-trips through JSON', (t) => {
   )
 })
 
+test('spec.har goes into the bundle normalized and comes back out of verifyBundle', (t) => {
+  const c = compile([
+    doc('recorded', {
+      rules: [{ name: 'r', action: 'Inspect' }],
+      har: { enabled: true, redactHeaders: ['X-Api-Key'] },
+    }),
+    doc('off', { rules: [{ name: 'r', action: 'Inspect' }], har: { enabled: false, maxBodyBytes: 5 } }),
+  ])
+  const specs = Object.fromEntries(c.bundle.policies.map((p) => [p.name, p.spec]))
+  t.deepEqual(specs.recorded!.har, { enabled: true, maxBodyBytes: 65_536, redactHeaders: ['x-api-key'] })
+  t.is(specs.off!.har, undefined)
+  const { policies } = verifyBundle(JSON.parse(JSON.stringify(c.bundle)))
+  t.deepEqual(policies.find((p) => p.name === 'recorded')!.har, {
+    maxBodyBytes: 65_536,
+    redactHeaders: ['x-api-key'],
+  })
+})
+
 const tampered: [string, (b: Record<string, any>) => void, RegExp][] = [
   [
     'edited content, stale version',

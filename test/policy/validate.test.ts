@@ -279,6 +279,24 @@ const mistakes: [title: string, doc: unknown, path: string, message: RegExp][] =
     /not one of Allow, Deny/,
   ],
   [
+    'HAR without enabled',
+    policy({ rules: [rule({ action: 'Inspect' })], har: { maxBodyBytes: 10 } }),
+    'spec.har.enabled',
+    /is required/,
+  ],
+  [
+    'HAR body limit over 1 MiB',
+    policy({ rules: [rule({ action: 'Inspect' })], har: { enabled: true, maxBodyBytes: 2_000_000 } }),
+    'spec.har.maxBodyBytes',
+    /must be <= 1048576/,
+  ],
+  [
+    'HAR redacting something that is not a header name',
+    policy({ rules: [rule({ action: 'Inspect' })], har: { enabled: true, redactHeaders: ['x api key'] } }),
+    'spec.har.redactHeaders[0]',
+    /not a header name/,
+  ],
+  [
     'defaultAction Inspect',
     policy({ defaultAction: 'Inspect' }),
     'spec.defaultAction',
@@ -456,6 +474,33 @@ test('defaults are applied and values normalized', (t) => {
     [8080, 8080],
   ])
   t.deepEqual(p.rules[0]!.when.sni, [{ kind: 'exact', name: 'api.example.com' }])
+})
+
+test('spec.har: defaults, header names lower-cased once, off when not enabled, and a warning when nothing is read', (t) => {
+  const on = validateFlowPolicy(
+    policy({
+      rules: [rule({ action: 'Inspect' })],
+      har: { enabled: true, redactHeaders: ['X-Api-Key', 'x-api-key', 'X-Session'] },
+    }),
+  )
+  t.true(on.ok, JSON.stringify(on.errors))
+  t.deepEqual(on.warnings, [])
+  t.deepEqual(on.policy!.har, { maxBodyBytes: 65_536, redactHeaders: ['x-api-key', 'x-session'] })
+  const off = validateFlowPolicy(policy({ rules: [rule({ action: 'Inspect' })], har: { enabled: false } }))
+  t.true(off.ok)
+  t.is(off.policy!.har, undefined)
+  const unseen = validateFlowPolicy(policy({ rules: [rule({})], har: { enabled: true, maxBodyBytes: 0 } }))
+  t.true(unseen.ok)
+  t.deepEqual(
+    unseen.warnings.map((w) => w.path),
+    ['spec.har'],
+  )
+  t.is(unseen.policy!.har!.maxBodyBytes, 0)
+  // A rule reading paths makes flows intercepted too: no warning.
+  const paths = validateFlowPolicy(
+    policy({ rules: [rule({ when: { paths: ['/api/*'] } })], har: { enabled: true } }),
+  )
+  t.deepEqual(paths.warnings, [])
 })
 
 const examplesDir = new URL('../../examples/', import.meta.url)

@@ -5,7 +5,7 @@ import { type Cidr, intersectCidrs } from '../cidr.ts'
 import type { HostPattern } from '../hostnames.ts'
 import { intersectRanges, type PortRange } from '../ports.ts'
 import type { AuthorizerT, Mode, PacketRulesT, Protocol, RuleAction } from '../schema.ts'
-import type { CheckedHeader, CheckedPolicy, CheckedRule, PathPattern } from '../validate.ts'
+import type { CheckedHar, CheckedHeader, CheckedPolicy, CheckedRule, PathPattern } from '../validate.ts'
 import { Need, PROTOCOL_NUMBERS } from './facts.ts'
 
 export interface PolicyRef {
@@ -15,6 +15,8 @@ export interface PolicyRef {
   mode: Mode
   generation?: number
   authorizer?: Required<AuthorizerT>
+  /** HAR export of the exchanges this policy decides (spec.har) */
+  har?: CheckedHar
 }
 
 export interface Entry {
@@ -58,6 +60,7 @@ export function buildEntries(policies: readonly CheckedPolicy[]): Entry[] {
     const ref: PolicyRef = { index: pi, name: p.name, priority: p.priority, mode: p.mode }
     if (p.generation !== undefined) ref.generation = p.generation
     if (p.authorizer) ref.authorizer = p.authorizer
+    if (p.har) ref.har = p.har
     const add = (rule: CheckedRule | undefined, action: RuleAction) => {
       const w = rule?.when ?? {}
       const e: Entry = { index: entries.length, policy: ref, action, mode: p.mode, l7mask: 0 }
