@@ -214,3 +214,84 @@ netTest(
     t.is(report.violations, 0, JSON.stringify(report.samples))
   },
 )
+
+const SILENT_POLICY = `apiVersion: flowgate.io/v1alpha1
+kind: FlowPolicy
+metadata:
+  name: relayed
+spec:
+  priority: 10
+  match: { protocols: [TCP], ports: ["8090", "8093"] }
+  rules:
+    - name: relayed
+      action: Allow
+      tcpProxy: true
+  defaultAction: Deny
+---
+apiVersion: flowgate.io/v1alpha1
+kind: FlowPolicy
+metadata:
+  name: direct
+spec:
+  priority: 20
+  match: { protocols: [TCP], ports: ["8091", "8094"] }
+  rules:
+    - name: direct
+      action: Allow
+  defaultAction: Deny
+`
+
+netTest(
+  'tcpProxy: an unreachable upstream looks to the client as it does without the appliance (silence, then curl gives up), and the flow is cleaned up; a refused one too (RST at once)',
+  async (t) => {
+    // The upstream's SYN retransmissions (1 s, backing off: synRetries 6) give up after about 127 s.
+    t.timeout(240_000)
+    const report = await withAppliance(
+      t,
+      { policies: SILENT_POLICY, httpPorts: [8080] },
+      async ({ client, metric }) => {
+        // fd00:2::99 is routed to the server namespace, which is not that address and does not forward:
+        // nothing answers, with or without the appliance in the middle.
+        const silent = `http://[fd00:2::99]`
+        const attempt = async (url: string) => {
+          const start = Date.now()
+          const r = await client('curl', ['-sS', '--connect-timeout', '3', '--max-time', '10', url], 20_000)
+          return { code: r.code, ms: Date.now() - start, stderr: r.stderr.toString() }
+        }
+        const [relayed, direct] = await Promise.all([attempt(`${silent}:8090/`), attempt(`${silent}:8091/`)])
+        t.is(direct.code, 28, `plain Allow: curl's connect timeout (${direct.stderr})`)
+        t.is(relayed.code, direct.code, `tcpProxy: the same exit code (${relayed.stderr})`)
+        for (const r of [relayed, direct])
+          t.true(r.ms >= 2900 && r.ms < 6000, `timed out at ~3 s, not refused (${r.ms} ms)`)
+
+        // Refused: the server's RST reaches curl at once either way.
+        const refused = `http://[${LAB.server6}]`
+        const [relayedRst, directRst] = await Promise.all([
+          attempt(`${refused}:8093/`),
+          attempt(`${refused}:8094/`),
+        ])
+        t.is(directRst.code, 7, `plain Allow: connection refused (${directRst.stderr})`)
+        t.is(relayedRst.code, directRst.code, `tcpProxy: the same (${relayedRst.stderr})`)
+        for (const r of [relayedRst, directRst]) t.true(r.ms < 2000, `refused at once (${r.ms} ms)`)
+
+        // The unanswered upstream gives up and its flow goes: counted as upstream_failed, no connection left
+        // in SYN-SENT. Polled, bounded.
+        const value = async (name: string) => Number((await metric(name))[0]?.split(' ').at(-1) ?? 0)
+        const deadline = Date.now() + 170_000
+        let failed = 0
+        let synSent = -1
+        while (Date.now() < deadline) {
+          failed = await value('flowgate_tcp_proxy_flows_total{result="upstream_failed"}')
+          synSent = await value('flowgate_tcp_connections{state="SYN-SENT"}')
+          if (failed >= 1 && synSent === 0) break
+          await new Promise((r) => setTimeout(r, 2000))
+        }
+        t.is(failed, 1, 'the silent upstream counted as failed')
+        t.is(synSent, 0, 'no upstream connection left trying')
+        t.is(await value('flowgate_tcp_proxy_flows_total{result="refused"}'), 1)
+        t.is(await value('flowgate_tcp_proxy_flows_total{result="relayed"}'), 0)
+      },
+    )
+    t.is(report.violations, 0, JSON.stringify(report.samples))
+  },
+)
