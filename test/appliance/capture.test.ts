@@ -9,25 +9,22 @@
 // on its own — a capture taken with `side client`, and the both-sides capture split by interface with
 // tshark — as docs/operations.md tells operators to.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { generateKeyPairSync } from 'node:crypto'
-import { createWriteStream, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { prepareState } from '../../appliance/src/admin/state.ts'
-import { createRootCertificate, LocalSigner } from '../../appliance/src/ca/index.ts'
 import { formatEndpointId } from '../../appliance/src/wire/geneve.ts'
 import { compile } from '../../policy/src/bundle.ts'
 import { loadPolicyText } from '../../policy/src/load.ts'
 import { selfSignedCert } from '../support/certs.ts'
 import { LAB } from '../support/netns/gwlb-stand-in.ts'
 import { privilegedTest } from '../support/netns/privileges.ts'
-import { testCa } from '../support/pki.ts'
 import { hasTshark } from '../support/tshark.ts'
+import { interceptionArgs, setUpInterception } from './interception.ts'
 import { withAppliance } from './lab.ts'
 
 const netTest = privilegedTest(['root', 'tun', 'ip'])
 const FLOWGATE = new URL('../../bin/flowgate.js', import.meta.url).pathname
 const EXTCAP = new URL('../../deploy/wireshark/flowgate-extcap', import.meta.url).pathname
-const ORIGIN = new URL('../support/netns/tls-origin.ts', import.meta.url).pathname
 
 const POLICY = `apiVersion: flowgate.io/v1alpha1
 kind: FlowPolicy
@@ -100,31 +97,14 @@ netTest(
         policies: POLICY,
         httpPorts: [8080],
         before: async (lab, dir) => {
-          const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-          const root = await createRootCertificate(await LocalSigner.fromKeyObject(privateKey, 'test'), {
-            subject: 'CN=flowgate capture test root',
+          await setUpInterception(lab, dir, {
+            names: ['www.example.test', 'h1.example.test'],
+            origins: [
+              { port: 443, mode: 'h2' },
+              { port: 9447, mode: 'h1' },
+            ],
+            rootSubject: 'CN=flowgate capture test root',
           })
-          writeFileSync(join(dir, 'root.pem'), root.pem)
-          execFileSync('mkfifo', ['-m', '600', join(dir, 'ca.key')])
-          createWriteStream(join(dir, 'ca.key')).end(privateKey.export({ type: 'pkcs8', format: 'pem' }))
-          const pub = await testCa('Test Public CA')
-          writeFileSync(join(dir, 'origin-ca.pem'), pub.certPem)
-          const good = await pub.issue({ dns: ['www.example.test', 'h1.example.test'] })
-          writeFileSync(join(dir, 'good.crt'), good.certPem)
-          writeFileSync(join(dir, 'good.key'), good.keyPem)
-          await Promise.all(
-            [
-              [443, 'h2'],
-              [9447, 'h1'],
-            ].map(([port, mode]) =>
-              lab.ns.spawn(
-                lab.server,
-                process.execPath,
-                [ORIGIN, String(port), join(dir, 'good.crt'), join(dir, 'good.key'), String(mode)],
-                /listening/,
-              ),
-            ),
-          )
           // Operator-managed: the admin API (which serves captures) over TLS, the policy as the last good
           // bundle in the state directory.
           selfSignedCert(dir, 'admin', '/CN=flowgate admin', `IP:${lab.applianceAddr}`)
@@ -142,14 +122,7 @@ netTest(
           '--admin-tls-key',
           join(dir, 'admin.key'),
         ],
-        applianceArgs: (dir) => [
-          '--ca-cert',
-          join(dir, 'root.pem'),
-          '--ca-key',
-          join(dir, 'ca.key'),
-          '--upstream-ca',
-          join(dir, 'origin-ca.pem'),
-        ],
+        applianceArgs: interceptionArgs,
       },
       async ({ lab, client, dir, metric, appliance }) => {
         const server = LAB.server4

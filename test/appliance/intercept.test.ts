@@ -4,18 +4,17 @@
 // (plus an untrusted, an expired and a wrong-name one). The appliance runs with a local CA key read from a
 // pipe, so the test's root key never lands on disk either.
 import { execFileSync } from 'node:child_process'
-import { generateKeyPairSync, X509Certificate } from 'node:crypto'
-import { createWriteStream, writeFileSync } from 'node:fs'
+import { X509Certificate } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createRootCertificate, LocalSigner } from '../../appliance/src/ca/index.ts'
 import { LAB } from '../support/netns/gwlb-stand-in.ts'
 import { deterministicBytes, sha256 } from '../support/netns/http-server.ts'
 import { privilegedTest } from '../support/netns/privileges.ts'
 import { testCa } from '../support/pki.ts'
+import { interceptionArgs, setUpInterception } from './interception.ts'
 import { withAppliance } from './lab.ts'
 
 const netTest = privilegedTest(['root', 'tun', 'ip'])
-const ORIGIN = new URL('../support/netns/tls-origin.ts', import.meta.url).pathname
 
 const POLICY = `apiVersion: flowgate.io/v1alpha1
 kind: FlowPolicy
@@ -89,58 +88,34 @@ netTest(
         policies: POLICY,
         httpPorts: [8080],
         before: async (lab, dir) => {
-          // Our interception root: key in memory, handed to the appliance through a pipe.
-          const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-          const root = await createRootCertificate(await LocalSigner.fromKeyObject(privateKey, 'test'), {
-            subject: 'CN=flowgate test root',
-          })
-          rootPem = root.pem
-          writeFileSync(join(dir, 'root.pem'), root.pem)
-          execFileSync('mkfifo', ['-m', '600', join(dir, 'ca.key')])
-          createWriteStream(join(dir, 'ca.key')).end(privateKey.export({ type: 'pkcs8', format: 'pem' }))
-
-          // The origins' PKI: trusted by the appliance (--upstream-ca), not by the client.
-          const pub = await testCa('Test Public CA')
-          writeFileSync(join(dir, 'origin-ca.pem'), pub.certPem)
-          const rogue = await testCa('Rogue CA')
           const now = Date.now()
-          const certs = {
-            good: await pub.issue({ dns: NAMES }),
-            untrusted: await rogue.issue({ dns: ['untrusted.example.test'] }),
-            expired: await pub.issue({
-              dns: ['expired.example.test'],
-              notBefore: new Date(now - 10 * 86_400_000),
-              notAfter: new Date(now - 86_400_000),
-            }),
-            wrongName: await pub.issue({ dns: ['someone-else.example.test'] }),
-          }
-          for (const [name, c] of Object.entries(certs)) {
-            writeFileSync(join(dir, `${name}.crt`), c.certPem)
-            writeFileSync(join(dir, `${name}.key`), c.keyPem)
-          }
-          const origin = (port: number, name: string, mode: 'h1' | 'h2') =>
-            lab.ns.spawn(
-              lab.server,
-              process.execPath,
-              [ORIGIN, String(port), join(dir, `${name}.crt`), join(dir, `${name}.key`), mode],
-              /listening/,
-            )
-          await Promise.all([
-            origin(443, 'good', 'h2'),
-            origin(9447, 'good', 'h1'),
-            origin(9444, 'untrusted', 'h2'),
-            origin(9445, 'expired', 'h2'),
-            origin(9446, 'wrongName', 'h2'),
-          ])
+          const setup = await setUpInterception(lab, dir, {
+            names: NAMES,
+            // The origins' certificates: good ones from the public CA the appliance trusts, and three that must
+            // fail its verification.
+            origins: async (pub) => [
+              { port: 443, mode: 'h2' },
+              { port: 9447, mode: 'h1' },
+              {
+                port: 9444,
+                mode: 'h2',
+                cert: await (await testCa('Rogue CA')).issue({ dns: ['untrusted.example.test'] }),
+              },
+              {
+                port: 9445,
+                mode: 'h2',
+                cert: await pub.issue({
+                  dns: ['expired.example.test'],
+                  notBefore: new Date(now - 10 * 86_400_000),
+                  notAfter: new Date(now - 86_400_000),
+                }),
+              },
+              { port: 9446, mode: 'h2', cert: await pub.issue({ dns: ['someone-else.example.test'] }) },
+            ],
+          })
+          rootPem = setup.rootPem
         },
-        applianceArgs: (dir) => [
-          '--ca-cert',
-          join(dir, 'root.pem'),
-          '--ca-key',
-          join(dir, 'ca.key'),
-          '--upstream-ca',
-          join(dir, 'origin-ca.pem'),
-        ],
+        applianceArgs: interceptionArgs,
       },
       async ({ client, dir, metric }) => {
         const server = LAB.server4
