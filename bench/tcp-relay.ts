@@ -1,23 +1,28 @@
 // TCP relay through the real appliance data path (issue 4 item 5): throughput (MB/s, one bulk download)
 // and connection rate (connections/s, short request/response connections) of flows the appliance
-// terminates in its user-space TCP stack (`tcpProxy: true`), beside two baselines measured in the same
+// terminates in its user-space TCP stack (`tcpProxy: true`), beside baselines measured in the same
 // namespaces and the same run:
 //   - kernel relay: a Node `net` pipe (kernel TCP on both legs) in the server namespace, reached through the
-//     appliance with a plain Allow — the same relay work with the kernel's TCP;
+//     appliance with a plain Allow — the same relay work with the kernel's TCP and its default congestion
+//     control (printed: on this machine BBR, which does not back off on random loss);
+//   - kernel relay, CUBIC: the same pipe in Python with TCP_CONGESTION=cubic on its sockets (when python3 is
+//     there; Node cannot set it), so that a loss-based kernel sender is compared with ours (CUBIC too);
 //   - allow: kernel TCP end to end through the appliance's fast path (no relay at all), a reference.
 // Everything runs in the GWLB stand-in (test/support/netns, this process is the stand-in): client and server
 // are Node processes in their namespaces, the appliance is `flowgate appliance` with a policy file. Rounds are
-// interleaved across the three targets and medians reported (the machine is shared and noisy); once without
-// loss and once with the stand-in dropping 2% and reordering 2% of packets in each direction.
-// Loss exposure differs slightly: with tcpProxy each leg (client–appliance, appliance–server) crosses the
-// stand-in once; with the kernel relay and with allow, one connection crosses it twice.
+// interleaved across the targets and medians reported (the machine is shared and noisy); once without loss
+// and once with the stand-in dropping 2% and reordering 2% of packets in each direction.
+// Loss exposure differs: with tcpProxy each leg (client–appliance, appliance–server) crosses the stand-in
+// once; with a kernel relay (its server leg is loopback) and with allow, one connection crosses it twice.
+// CPU placement (PIN=split, the default on 2+ CPUs): CPU 0 for the box doing the relaying (the appliance, the
+// kernel relays), CPU 1 for the world around it (this process = the stand-in, client, server).
 //
 //   npm run bench -- tcp-relay          (root: namespaces, TUN)
-//   MB=20 ROUNDS=3 CONNS=300 PARALLEL=8 LOSS=0,0.02 npm run bench -- tcp-relay
+//   MB=20 ROUNDS=3 CONNS=300 PARALLEL=8 LOSS=0,0.02 PIN=split|none npm run bench -- tcp-relay
 //   PROFILE=/tmp/prof npm run bench -- tcp-relay     (the appliance writes a V8 CPU profile there)
-import type { ChildProcess } from 'node:child_process'
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { type ChildProcess, execFileSync } from 'node:child_process'
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { GwlbLab, LAB } from '../test/support/netns/gwlb-stand-in.ts'
 
@@ -27,12 +32,34 @@ const CONNS = Number(process.env.CONNS ?? 300)
 const PARALLEL = Number(process.env.PARALLEL ?? 8)
 const LOSSES = (process.env.LOSS ?? '0,0.02').split(',').map(Number)
 const PROFILE = process.env.PROFILE
+const PIN = process.env.PIN ?? (availableParallelism() >= 2 && has('taskset', ['-V']) ? 'split' : 'none')
+const PYTHON = has('python3', ['-c', 'import socket; socket.TCP_CONGESTION'])
+const KERNEL_CC = (() => {
+  try {
+    return readFileSync('/proc/sys/net/ipv4/tcp_congestion_control', 'utf8').trim()
+  } catch {
+    return 'unknown'
+  }
+})()
 const BYTES = MB * 1_000_000
 /** One transfer or connection batch may take this long before it counts as failed. */
 const STEP_MS = 60_000
 
 const root = new URL('..', import.meta.url).pathname
 const FLOWGATE = join(root, 'bin/flowgate.js')
+
+function has(cmd: string, args: string[]): boolean {
+  try {
+    execFileSync(cmd, args, { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+function pinned(cpu: 0 | 1, cmd: string, args: string[]): [string, string[]] {
+  return PIN === 'none' ? [cmd, args] : ['taskset', ['-c', String(cpu), cmd, ...args]]
+}
 
 // (privileges.ts is ava's: a bench cannot import it.)
 function missing(): string | null {
@@ -64,6 +91,7 @@ deadline.unref()
 const PORT_ALLOW = 9001
 const PORT_RELAY = 9002
 const PORT_PROXY = 9003
+const PORT_CUBIC = 9004
 
 const POLICIES = `apiVersion: flowgate.io/v1alpha1
 kind: FlowPolicy
@@ -84,7 +112,7 @@ metadata:
   name: direct
 spec:
   priority: 20
-  match: { protocols: [TCP], ports: ["${PORT_ALLOW}", "${PORT_RELAY}"] }
+  match: { protocols: [TCP], ports: ["${PORT_ALLOW}", "${PORT_RELAY}", "${PORT_CUBIC}"] }
   rules:
     - name: direct
       action: Allow
@@ -130,6 +158,35 @@ createServer((c) => {
 }).listen(listenPort, '::', () => console.log('listening ' + listenPort))
 `
 
+// The same relay with CUBIC on the client-facing sockets (accepted sockets inherit the listener's).
+const RELAY_PY = `import socket, sys, threading
+listen_port, port = int(sys.argv[1]), int(sys.argv[2])
+ls = socket.socket(socket.AF_INET6)
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b'cubic')
+ls.bind(('::', listen_port))
+ls.listen(256)
+print('listening', listen_port, flush=True)
+def pump(a, b):
+    try:
+        while True:
+            d = a.recv(262144)
+            if not d: break
+            b.sendall(d)
+        b.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+while True:
+    c, _ = ls.accept()
+    try:
+        u = socket.create_connection(('127.0.0.1', port))
+    except OSError:
+        c.close()
+        continue
+    threading.Thread(target=pump, args=(c, u), daemon=True).start()
+    threading.Thread(target=pump, args=(u, c), daemon=True).start()
+`
+
 // bulk HOST PORT BYTES → {"ms","bytes"}; conns HOST PORT COUNT PARALLEL BYTES → {"ms","ok","failed"}
 const CLIENT = `import { connect } from 'node:net'
 const [mode, host, port, ...rest] = process.argv.slice(2)
@@ -165,15 +222,17 @@ interface Target {
   name: string
   port: number
 }
-const TARGETS: Target[] = [
-  { name: 'allow (kernel TCP end to end)', port: PORT_ALLOW },
-  { name: 'kernel relay (Node net pipe)', port: PORT_RELAY },
-  { name: 'tcpProxy (user-space TCP relay)', port: PORT_PROXY },
-]
+const ALLOW: Target = { name: 'allow (kernel TCP end to end)', port: PORT_ALLOW }
+const RELAY_DEFAULT: Target = { name: `kernel relay (Node net pipe, ${KERNEL_CC})`, port: PORT_RELAY }
+const RELAY_CUBIC: Target = { name: 'kernel relay (Python, cubic)', port: PORT_CUBIC }
+const PROXY: Target = { name: 'tcpProxy (user-space TCP relay)', port: PORT_PROXY }
+const TARGETS: Target[] = [ALLOW, RELAY_DEFAULT, ...(PYTHON ? [RELAY_CUBIC] : []), PROXY]
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b)
-  return s.length ? s[Math.floor(s.length / 2)]! : Number.NaN
+  if (!s.length) return Number.NaN
+  const m = s.length >> 1
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
 }
 
 async function scrape(url: string, names: string[]): Promise<Record<string, number>> {
@@ -211,15 +270,19 @@ async function run(loss: number): Promise<void> {
     )
     await lab.ns.spawn(
       lab.server,
-      process.execPath,
-      [file('relay.mjs', RELAY), String(PORT_RELAY), String(PORT_ALLOW)],
+      ...pinned(0, process.execPath, [file('relay.mjs', RELAY), String(PORT_RELAY), String(PORT_ALLOW)]),
       /listening/,
     )
+    if (PYTHON)
+      await lab.ns.spawn(
+        lab.server,
+        ...pinned(0, 'python3', [file('relay.py', RELAY_PY), String(PORT_CUBIC), String(PORT_ALLOW)]),
+        /listening/,
+      )
     const client = file('client.mjs', CLIENT)
     const appliance: ChildProcess = await lab.ns.spawn(
       lab.appliance,
-      process.execPath,
-      [
+      ...pinned(0, process.execPath, [
         ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : []),
         FLOWGATE,
         'appliance',
@@ -231,7 +294,7 @@ async function run(loss: number): Promise<void> {
         '8080',
         '--drain-seconds',
         '0',
-      ],
+      ]),
       /appliance started/,
       20_000,
     )
@@ -248,20 +311,26 @@ async function run(loss: number): Promise<void> {
     let failures = 0
     // Warm-up: JIT, ARP/ND, the appliance's first flows.
     for (const t of TARGETS) await exec(['bulk', LAB.server4, String(t.port), String(1_000_000)])
-    const before = await scrape(url, STACK_METRICS)
+    // The stack's counters over the bulk transfers only (the other targets do not touch it).
+    const bulkStats: Record<string, number> = Object.fromEntries(STACK_METRICS.map((n) => [n, 0]))
     for (let r = 0; r < ROUNDS; r++) {
-      for (const [i, t] of TARGETS.entries()) {
-        const b = await exec(['bulk', LAB.server4, String(t.port), String(BYTES)])
-        if (b.bytes === BYTES) mbps[i]!.push(BYTES / 1e6 / (b.ms / 1000))
+      // The order rotates each round, so that no target always runs first (or last) in a round.
+      const order = TARGETS.map((_, i) => (i + r) % TARGETS.length)
+      for (const i of order) {
+        const before = await scrape(url, STACK_METRICS)
+        const b = await exec(['bulk', LAB.server4, String(TARGETS[i]!.port), String(BYTES)])
+        const after = await scrape(url, STACK_METRICS)
+        for (const n of STACK_METRICS) bulkStats[n]! += after[n]! - before[n]!
+        if (b.bytes === BYTES) mbps[i]![r] = BYTES / 1e6 / (b.ms / 1000)
         else failures++
       }
-      for (const [i, t] of TARGETS.entries()) {
-        const c = await exec(['conns', LAB.server4, String(t.port), String(CONNS), String(PARALLEL), '100'])
+      for (const i of order) {
+        const args = ['conns', LAB.server4, String(TARGETS[i]!.port), String(CONNS), String(PARALLEL), '100']
+        const c = await exec(args)
         failures += c.failed ?? 0
-        cps[i]!.push((c.ok ?? 0) / (c.ms / 1000))
+        cps[i]![r] = (c.ok ?? 0) / (c.ms / 1000)
       }
     }
-    const after = await scrape(url, STACK_METRICS)
     const report = lab.report()
     if (PROFILE) {
       // An orderly exit writes the profile.
@@ -273,21 +342,26 @@ async function run(loss: number): Promise<void> {
     console.log(
       `\nloss ${(loss * 100).toFixed(0)}% + reordering ${(loss * 100).toFixed(0)}% each way (stand-in seed ${report.seed})`,
     )
-    const m = mbps.map(median)
-    const c = cps.map(median)
+    const spread = (xs: number[], d: number) => {
+      const v = xs.filter(Number.isFinite)
+      return `${median(v).toFixed(d)} [${Math.min(...v).toFixed(d)}–${Math.max(...v).toFixed(d)}]`
+    }
     for (const [i, t] of TARGETS.entries())
       console.log(
-        `  ${t.name.padEnd(34)}: ${m[i]!.toFixed(1).padStart(7)} MB/s ${c[i]!.toFixed(0).padStart(7)} conn/s`,
+        `  ${t.name.padEnd(36)}: ${spread(mbps[i]!, 1).padEnd(20)} MB/s   ${spread(cps[i]!, 0)} conn/s`,
       )
+    // Same-round ratios: the two targets ran back to back under the same background load.
+    const p = TARGETS.indexOf(PROXY)
+    for (const base of TARGETS.filter((x) => x !== PROXY)) {
+      const b = TARGETS.indexOf(base)
+      const ratio = (xs: number[][]) => median(xs[p]!.map((x, r) => x / xs[b]![r]!).filter(Number.isFinite))
+      console.log(
+        `  tcpProxy / ${base.name.split(' (')[0]!.padEnd(25)}: ${ratio(mbps).toFixed(2)}× throughput, ${ratio(cps).toFixed(2)}× connections/s  (${base.name.split(' (')[1]?.replace(')', '') ?? ''})`,
+      )
+    }
+    const d = (n: string) => bulkStats[n]!
     console.log(
-      `  tcpProxy / kernel relay            : ${(m[2]! / m[1]!).toFixed(2)}× throughput, ${(c[2]! / c[1]!).toFixed(2)}× connections/s`,
-    )
-    console.log(
-      `  tcpProxy / allow                   : ${(m[2]! / m[0]!).toFixed(2)}× throughput, ${(c[2]! / c[0]!).toFixed(2)}× connections/s`,
-    )
-    const d = (n: string) => after[n]! - before[n]!
-    console.log(
-      `  user-space stack over the rounds   : ${d('flowgate_tcp_retransmitted_segments_total')} retransmitted, ${d('flowgate_tcp_fast_recoveries_total')} fast recoveries, ${d('flowgate_tcp_tail_loss_probes_total')} tail loss probes, ${d('flowgate_tcp_rto_expiries_total')} RTO expiries`,
+      `  user-space stack, ${ROUNDS} bulk transfers  : ${d('flowgate_tcp_retransmitted_segments_total')} retransmitted, ${d('flowgate_tcp_fast_recoveries_total')} fast recoveries, ${d('flowgate_tcp_tail_loss_probes_total')} tail loss probes, ${d('flowgate_tcp_rto_expiries_total')} RTO expiries`,
     )
     console.log(
       `  failed transfers/connections: ${failures}; contract violations: ${report.violations}; injected loss ${report.injectedLoss}, reordering ${report.injectedReorder}`,
@@ -300,7 +374,8 @@ async function run(loss: number): Promise<void> {
 }
 
 console.log(
-  `tcp-relay: ${MB} MB downloads (median of ${ROUNDS}), ${CONNS} connections of 100 bytes (${PARALLEL} at a time), MSS 1448 (TUN MTU 1500); shared 2-CPU machine`,
+  `tcp-relay: ${MB} MB downloads and ${CONNS} connections of 100 bytes (${PARALLEL} at a time), median [min–max] of ${ROUNDS} rounds; MSS 1448 (TUN MTU 1500); kernel congestion control ${KERNEL_CC}; PIN=${PIN}${PYTHON ? '' : '; no python3: no CUBIC kernel relay'}`,
 )
+if (PIN !== 'none') execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' })
 for (const loss of LOSSES) await run(loss)
 clearTimeout(deadline)
