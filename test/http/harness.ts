@@ -155,6 +155,7 @@ export async function startInterceptor(o: InterceptorOptions): Promise<Intercept
     log: o.log ?? { warn: (obj) => warnings.push(obj) },
     ...(o.scripts ? { scripts: o.scripts } : {}),
     ...(o.limits ? { limits: o.limits } : {}),
+    ...(o.onExchange ? { onExchange: o.onExchange } : {}),
   })
   const hand = (client: Duplex, upstream: Duplex, opts: InterceptOptions) => {
     flows.started++

@@ -27,7 +27,7 @@ import {
   toCfResponse,
 } from './script/index.ts'
 import type { HttpActionLabel, ScriptFailureLabel, ScriptHookLabel } from './stats.ts'
-import type { HttpRequestFacts, InterceptOptions } from './types.ts'
+import type { ExchangeObserver, HttpRequestFacts, InterceptOptions, RequestDecision } from './types.ts'
 
 export interface RequestHead {
   method: string
@@ -47,7 +47,7 @@ export interface ResponseHook {
   framing: StripOptions
 }
 
-export type RequestPlan =
+export type RequestPlan = (
   | { kind: 'respond'; response: LocalResponse }
   | {
       kind: 'forward'
@@ -56,6 +56,10 @@ export type RequestPlan =
       upgrade: boolean
       onResponse: ResponseHook | null
     }
+) & {
+  /** set when InterceptOptions.onExchange wants to hear the rest of this (decided) exchange */
+  watch?: ExchangeObserver
+}
 
 export type ResponsePlan =
   | {
@@ -76,6 +80,8 @@ const ACTION_LABEL: Record<string, HttpActionLabel> = {
 export interface PlanInput extends RequestHead {
   /** HTTP/1 Upgrade: websocket handshake */
   upgrade?: boolean
+  /** '1.1', '1.0', '2.0' (for observers; default '1.1') */
+  httpVersion?: string
 }
 
 /** How each version forwards framing fields (headers.ts StripOptions). */
@@ -115,6 +121,26 @@ export function planRequest(input: PlanInput, o: InterceptOptions, framing: Fram
   }
   const d = o.decide(facts)
   stats.requests[ACTION_LABEL[d.action] ?? 'deny']++
+  const plan = planDecided(input, o, framing, d)
+  if (o.onExchange) {
+    const watch = o.onExchange({
+      method: input.method,
+      target: input.target,
+      fields: input.fields,
+      httpVersion: input.httpVersion ?? '1.1',
+      decision: d,
+    })
+    if (watch) plan.watch = watch
+  }
+  return plan
+}
+
+function planDecided(
+  input: PlanInput,
+  o: InterceptOptions,
+  framing: Framing,
+  d: RequestDecision,
+): RequestPlan {
   const keep: StripOptions = { ...framing.request, keepUpgrade: !!input.upgrade }
   switch (d.action) {
     case 'Deny':
@@ -140,7 +166,7 @@ export function planRequest(input: PlanInput, o: InterceptOptions, framing: Fram
   let head: PlanInput = input
   if (hooks.onRequest) {
     if (!o.scripts) return scriptFailed(o, 'on_request', context, noEngine())
-    stats.scriptRuns.on_request++
+    o.stats.scriptRuns.on_request++
     const r = o.scripts.runOnRequest(hooks.onRequest, event(o, context, request))
     if (!r.ok) return scriptFailed(o, 'on_request', context, r)
     if ('response' in r) {

@@ -20,7 +20,7 @@ import {
   stripHopByHop,
 } from './headers.ts'
 import { type LocalResponse, localResponse, type ResponseHead } from './local.ts'
-import type { HttpLimits, InterceptOptions } from './types.ts'
+import type { ExchangeObserver, HttpLimits, InterceptOptions } from './types.ts'
 import { rsvMaskFor } from './ws-frames.ts'
 import { relayWebSocket } from './ws-relay.ts'
 
@@ -56,7 +56,8 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
   upstream.once('close', upstreamEnded)
   client.once('close', () => flow.endGracefully(upstream))
 
-  const sendLocal = (res: ServerResponse, r: LocalResponse) => {
+  const sendLocal = (res: ServerResponse, r: LocalResponse, w?: ExchangeObserver) => {
+    if (w) observeLocal(w, r)
     if (r.close) res.shouldKeepAlive = false
     res.writeHead(r.status, r.statusMessage, rawFromFields(r.fields))
     res.end(r.body)
@@ -77,20 +78,30 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
       return sendLocal(res, localResponse(400, 'bad_request', true))
     }
     const plan = planRequest(
-      { method: req.method!, target: req.url!, fields: fieldsFromRaw(req.rawHeaders) },
+      {
+        method: req.method!,
+        target: req.url!,
+        fields: fieldsFromRaw(req.rawHeaders),
+        httpVersion: req.httpVersion,
+      },
       o,
       HTTP1_FRAMING,
     )
+    const w = plan.watch
+    if (w) res.once('close', () => w.end(res.writableFinished))
     // A final answer to an Expect: 100-continue request before its 100 closes the connection (Node's
     // ServerResponse does so itself): the client may still hold the body (RFC 9110 §10.1.1).
-    if (plan.kind === 'respond') return sendLocal(res, plan.response)
-    if (upstreamGone) return upstreamFailed(res, new UpstreamGoneError())
+    if (plan.kind === 'respond') {
+      w?.requestEnd()
+      return sendLocal(res, plan.response, w)
+    }
+    if (upstreamGone) return upstreamFailed(res, new UpstreamGoneError(), w)
 
     let upReq: http.ClientRequest
     try {
       upReq = request(plan)
     } catch (err) {
-      return upstreamFailed(res, err as Error)
+      return upstreamFailed(res, err as Error, w)
     }
     // The client waits for a 100 before sending its body: the origin's 100 is relayed (Node sends a head with
     // Expect: 100-continue at once, without waiting for body bytes).
@@ -109,22 +120,26 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
         o,
         (upRes: IncomingMessage) => {
           answered = true
-          onResponse(req, res, upReq, upRes, plan.onResponse)
+          onResponse(req, res, upReq, upRes, plan.onResponse, w)
         },
         () => res.destroy(),
       ),
     )
     upReq.on('error', (err) => {
       answered = true
-      upstreamFailed(res, err)
+      upstreamFailed(res, err, w)
     })
     // Node ends some exchanges without 'response' or 'error' (a 101 to a request that asked for no
     // upgrade: it destroys the socket): the client must still get an answer.
     upReq.on('close', () => {
       if (!answered)
-        upstreamFailed(res, Object.assign(new Error('no response'), { code: 'HPE_UNEXPECTED_UPGRADE' }))
+        upstreamFailed(res, Object.assign(new Error('no response'), { code: 'HPE_UNEXPECTED_UPGRADE' }), w)
     })
     req.on('data', touch)
+    if (w) {
+      req.on('data', (c: Buffer) => w.requestBody(c))
+      req.once('end', () => w.requestEnd())
+    }
     req.on('error', () => upReq.destroy())
     req.pipe(upReq)
   }
@@ -140,12 +155,12 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
       joinDuplicateHeaders: false,
     })
 
-  const upstreamFailed = (res: ServerResponse, err: Error & { code?: string }) => {
+  const upstreamFailed = (res: ServerResponse, err: Error & { code?: string }, w?: ExchangeObserver) => {
     upstreamGone = true
     if (err.code?.startsWith('HPE_')) stats.malformed.upstream++
     if (!res.headersSent) {
       stats.localResponses.upstream_error++
-      sendLocal(res, localResponse(502, 'upstream_error', true))
+      sendLocal(res, localResponse(502, 'upstream_error', true), w)
     } else {
       stats.aborted++
       res.destroy()
@@ -158,6 +173,7 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
     upReq: http.ClientRequest,
     upRes: IncomingMessage,
     hook: ResponseHook | null,
+    w: ExchangeObserver | undefined,
   ) => {
     touch()
     // The upstream will close after this response: so does the client connection (one upstream per flow).
@@ -170,7 +186,11 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
     // no client could be given is a malformed response, a reason it would refuse is replaced.
     if (status < 200 || status > 999) {
       upRes.destroy()
-      return upstreamFailed(res, Object.assign(new Error(`status ${status}`), { code: 'HPE_INVALID_STATUS' }))
+      return upstreamFailed(
+        res,
+        Object.assign(new Error(`status ${status}`), { code: 'HPE_INVALID_STATUS' }),
+        w,
+      )
     }
     const reason = upRes.statusMessage ?? ''
     const head: ResponseHead = {
@@ -182,8 +202,9 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
     res.sendDate = false
     if (!hook) {
       stats.upstreamResponses++
+      w?.response(head.status, head.statusMessage, head.fields)
       res.writeHead(head.status, head.statusMessage, rawFromFields(head.fields))
-      return relayBody(upRes, res)
+      return relayBody(upRes, res, w)
     }
     const declared = contentLength(head.fields)
     const finish = (body: Buffer | undefined) => {
@@ -191,16 +212,18 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
       if (!p.ok) {
         upRes.resume() // read it off so the upstream connection stays usable
         res.sendDate = true
-        return sendLocal(res, p.response)
+        return sendLocal(res, p.response, w)
       }
       stats.upstreamResponses++
       const whole = p.body ?? body
       if (whole && !bodyless) setField(p.head.fields, 'content-length', String(whole.length))
+      w?.response(p.head.status, p.head.statusMessage, p.head.fields)
       res.writeHead(p.head.status, p.head.statusMessage, rawFromFields(p.head.fields))
       if (whole) {
+        if (w && !bodyless) w.responseBody(whole)
         upRes.resume()
         res.end(whole)
-      } else relayBody(upRes, res)
+      } else relayBody(upRes, res, w)
     }
     if (!bodyless && declared !== null && declared <= limits.maxResponseBodyBytes) {
       stats.responseBodies.offered++
@@ -211,7 +234,7 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
           o,
           (body: Buffer | undefined) => {
             if (body) finish(body)
-            else upstreamFailed(res, new Error('upstream response body cut short'))
+            else upstreamFailed(res, new Error('upstream response body cut short'), w)
           },
           () => res.destroy(),
         ),
@@ -222,8 +245,9 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
     }
   }
 
-  const relayBody = (upRes: IncomingMessage, res: ServerResponse) => {
+  const relayBody = (upRes: IncomingMessage, res: ServerResponse, w: ExchangeObserver | undefined) => {
     upRes.on('data', touch)
+    if (w) upRes.on('data', (c: Buffer) => w.responseBody(c))
     upRes.pipe(res, { end: false })
     upRes.on('end', () => {
       if (upRes.rawTrailers.length > 0) res.addTrailers(pairs(upRes.rawTrailers))
@@ -265,24 +289,44 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     touch()
     const plan = planRequest(
-      { method: req.method!, target: req.url!, fields: fieldsFromRaw(req.rawHeaders), upgrade: true },
+      {
+        method: req.method!,
+        target: req.url!,
+        fields: fieldsFromRaw(req.rawHeaders),
+        upgrade: true,
+        httpVersion: req.httpVersion,
+      },
       o,
       HTTP1_FRAMING,
     )
-    if (plan.kind === 'respond') return writeRaw(socket, plan.response)
+    // An observed handshake ends with its answer's head: what follows is frames, not an exchange.
+    const w = plan.watch
+    w?.requestEnd()
+    const answerHead = (status: number, message: string, fields: Fields) => {
+      w?.response(status, message, fields)
+      w?.end(true)
+    }
+    const local = (r: LocalResponse) => {
+      if (w) {
+        observeLocal(w, r)
+        w.end(true)
+      }
+      writeRaw(socket, r)
+    }
+    if (plan.kind === 'respond') return local(plan.response)
     let upReq: http.ClientRequest
     try {
       upReq = request(plan)
     } catch {
       stats.localResponses.upstream_error++
-      return writeRaw(socket, localResponse(502, 'upstream_error', true))
+      return local(localResponse(502, 'upstream_error', true))
     }
     const onUpgraded = (upRes: IncomingMessage, upSocket: Duplex, upHead: Buffer) => {
       stats.upstreamResponses++
       stats.websocketUpgrades++
-      socket.write(
-        rawHead(101, upRes.statusMessage ?? 'Switching Protocols', fieldsFromRaw(upRes.rawHeaders)),
-      )
+      const fields = fieldsFromRaw(upRes.rawHeaders)
+      answerHead(101, upRes.statusMessage ?? 'Switching Protocols', fields)
+      socket.write(rawHead(101, upRes.statusMessage ?? 'Switching Protocols', fields))
       relayWebSocket(socket, head, upSocket, upHead, {
         stats,
         flow,
@@ -301,6 +345,7 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
       stats.upstreamResponses++
       const fields = stripHopByHop(fieldsFromRaw(upRes.rawHeaders))
       fields.push(['connection', 'close'])
+      answerHead(upRes.statusCode!, upRes.statusMessage ?? '', fields)
       socket.write(rawHead(upRes.statusCode!, upRes.statusMessage ?? '', fields))
       upRes.pipe(socket)
     }
@@ -311,7 +356,7 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
     upReq.on('error', (err: Error & { code?: string }) => {
       if (err.code?.startsWith('HPE_')) stats.malformed.upstream++
       stats.localResponses.upstream_error++
-      writeRaw(socket, localResponse(502, 'upstream_error', true))
+      local(localResponse(502, 'upstream_error', true))
     })
     upReq.end()
   }
@@ -321,6 +366,12 @@ export function serveHttp1(flow: FlowLifetime, o: InterceptOptions, limits: Requ
   )
 
   server.emit('connection', client)
+}
+
+/** A response made here, told to the exchange's observer. */
+function observeLocal(w: ExchangeObserver, r: LocalResponse): void {
+  w.response(r.status, r.statusMessage, r.fields)
+  if (r.body.length > 0) w.responseBody(r.body)
 }
 
 /** What Node's ServerResponse refuses in a reason phrase (its checkInvalidHeaderChar). */

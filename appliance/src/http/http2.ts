@@ -25,7 +25,7 @@ import {
   setField,
 } from './headers.ts'
 import { type LocalResponse, localResponse, type ResponseHead } from './local.ts'
-import type { HttpLimits, InterceptOptions } from './types.ts'
+import type { ExchangeObserver, HttpLimits, InterceptOptions } from './types.ts'
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_INTERNAL_ERROR } = http2.constants
 
@@ -87,8 +87,12 @@ export function serveHttp2(
     flow.endGracefully(upstream)
   })
 
-  const sendLocal = (stream: ServerHttp2Stream, r: LocalResponse, head: boolean) => {
+  const sendLocal = (stream: ServerHttp2Stream, r: LocalResponse, head: boolean, w?: ExchangeObserver) => {
     if (stream.destroyed || stream.closed) return
+    if (w) {
+      w.response(r.status, r.statusMessage, r.fields)
+      if (!head && r.body.length > 0) w.responseBody(r.body)
+    }
     stream.resume() // a body we will not read is read off, so flow control does not stall the session
     stream.respond([':status', String(r.status), ...rawFromFields(r.fields)], { endStream: head })
     if (!head) stream.end(r.body)
@@ -129,13 +133,27 @@ export function serveHttp2(
     }
     // The hooks and the policy see HTTP/2's :authority as the Host field (the CloudFront event does too).
     if (authority !== undefined && host === undefined) fields.unshift(['host', authority])
-    const plan = planRequest({ method, target: String(headers[':path'] ?? ''), fields }, o, HTTP2_FRAMING)
-    if (plan.kind === 'respond') return sendLocal(stream, plan.response, isHead)
-    forward(stream, plan, isHead)
+    const plan = planRequest(
+      { method, target: String(headers[':path'] ?? ''), fields, httpVersion: '2.0' },
+      o,
+      HTTP2_FRAMING,
+    )
+    const w = plan.watch
+    if (w) stream.once('close', () => w.end((stream.rstCode ?? NGHTTP2_NO_ERROR) === NGHTTP2_NO_ERROR))
+    if (plan.kind === 'respond') {
+      w?.requestEnd()
+      return sendLocal(stream, plan.response, isHead, w)
+    }
+    forward(stream, plan, isHead, w)
   }
   server.on('stream', guard(o, onStream, resetStream))
 
-  const forward = (stream: ServerHttp2Stream, plan: ForwardPlan, isHead: boolean) => {
+  const forward = (
+    stream: ServerHttp2Stream,
+    plan: ForwardPlan,
+    isHead: boolean,
+    w: ExchangeObserver | undefined,
+  ) => {
     const fields = plan.request.fields.slice()
     const authority = firstField(fields, 'host') ?? o.authority
     removeField(fields, 'host')
@@ -172,8 +190,12 @@ export function serveHttp2(
     upStream.on('wantTrailers', () => upStream.sendTrailers(objectFromFields(requestTrailers ?? [])))
     if (!stream.endAfterHeaders) {
       stream.on('data', touch)
+      if (w) {
+        stream.on('data', (c: Buffer) => w.requestBody(c))
+        stream.once('end', () => w.requestEnd())
+      }
       stream.pipe(upStream)
-    }
+    } else w?.requestEnd()
 
     // Resets, either way. A stream that ended normally on one side while the other is still open (a local
     // 502 before the upstream's body ended) cancels the other.
@@ -207,7 +229,7 @@ export function serveHttp2(
         stats.malformed.upstream++
         stats.localResponses.upstream_error++
         upStream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR)
-        return sendLocal(stream, localResponse(502, 'upstream_error', false), isHead)
+        return sendLocal(stream, localResponse(502, 'upstream_error', false), isHead, w)
       }
       const head: ResponseHead = { status, statusMessage: STATUS_CODES[status] ?? '', fields: [] }
       for (const [n, v] of fieldsFromRaw(rawH)) if (n[0] !== ':') head.fields.push([n, v])
@@ -247,8 +269,10 @@ export function serveHttp2(
     const respond = (head: ResponseHead, bodyless: boolean, whole?: Buffer) => {
       if (stream.destroyed || stream.closed) return
       const raw = [':status', String(head.status), ...rawFromFields(head.fields)]
+      w?.response(head.status, head.statusMessage, head.fields)
       if (bodyless || whole) {
         stream.respond(raw, { endStream: bodyless })
+        if (w && whole && !bodyless) w.responseBody(whole)
         if (!bodyless) stream.end(whole)
         upStream.resume()
         return
@@ -256,6 +280,7 @@ export function serveHttp2(
       stream.respond(raw, { waitForTrailers: true })
       stream.on('wantTrailers', () => stream.sendTrailers(objectFromFields(responseTrailers ?? [])))
       upStream.on('data', touch)
+      if (w) upStream.on('data', (c: Buffer) => w.responseBody(c))
       upStream.pipe(stream)
     }
 
@@ -263,7 +288,7 @@ export function serveHttp2(
       const p = planResponse(hook, head, body, o)
       if (!p.ok) {
         upStream.resume()
-        return sendLocal(stream, p.response, isHead)
+        return sendLocal(stream, p.response, isHead, w)
       }
       stats.upstreamResponses++
       const whole = p.body ?? body

@@ -15,7 +15,14 @@ export {
   HTTP_METRICS,
   type HttpStats,
 } from './stats.ts'
-export type { HttpLimits, HttpRequestFacts, InterceptOptions, RequestDecision } from './types.ts'
+export type {
+  ExchangeObserver,
+  ExchangeStart,
+  HttpLimits,
+  HttpRequestFacts,
+  InterceptOptions,
+  RequestDecision,
+} from './types.ts'
 export { DEFAULT_LIMITS } from './types.ts'
 
 /**

@@ -1,6 +1,7 @@
 // The HTTP layer's public types (re-exported by index.ts).
 
 import type { RuleAction } from '../../../policy/src/schema.ts'
+import type { Fields } from './headers.ts'
 import type { ScriptEngine } from './script/index.ts'
 import type { HttpStats } from './stats.ts'
 
@@ -48,6 +49,37 @@ export interface InterceptOptions {
   stats: HttpStats
   log?: { warn(obj: object, msg: string): void }
   limits?: HttpLimits
+  /**
+   * Per decided request (after decide, before any script): an observer for the rest of the exchange, or
+   * undefined for none. Unset, or answering undefined, costs the exchange nothing more.
+   */
+  onExchange?(x: ExchangeStart): ExchangeObserver | undefined
+}
+
+/** A request as the client sent it, once decided (InterceptOptions.onExchange). */
+export interface ExchangeStart {
+  method: string
+  /** the request target as received: origin-form path and query (HTTP/1 also absolute-form or '*') */
+  target: string
+  /** the client's field lines, names lower-case; on HTTP/2 :authority is the host field. Do not change. */
+  fields: Fields
+  /** '1.1', '1.0' or '2.0' */
+  httpVersion: string
+  decision: RequestDecision
+}
+
+/** What became of one observed exchange. Calls are synchronous and must not throw or block. */
+export interface ExchangeObserver {
+  /** a chunk of the request body as it went upstream */
+  requestBody(chunk: Buffer): void
+  /** the request body has all gone upstream (or there was none) */
+  requestEnd(): void
+  /** the response head as given to the client: the origin's (after onResponse) or one made here */
+  response(status: number, statusMessage: string, fields: Fields): void
+  /** a chunk of the response body as given to the client */
+  responseBody(chunk: Buffer): void
+  /** the exchange is over; complete is false when it was cut short (reset, truncated, never answered) */
+  end(complete: boolean): void
 }
 
 export const DEFAULT_LIMITS: Required<HttpLimits> = {
