@@ -16,7 +16,8 @@ import { PolicyStore } from './policy/policy-store.ts'
 export interface AdminOptions {
   port: number
   tokenFile: string
-  stateDir: string
+  /** operator-managed: where pushed bundles are kept; absent with `policies` (the API refuses pushes) */
+  stateDir?: string
   tlsCert?: string
   tlsKey?: string
 }
@@ -34,7 +35,10 @@ export interface ApplianceOptions {
   ca?: CaOptions
   /** multi-document FlowPolicy YAML (standalone mode) */
   policies?: string
-  /** the admin API the operator pushes bundles to (operator-managed mode) */
+  /**
+   * the admin API: the operator pushes bundles to it (operator-managed mode); with `policies` it serves
+   * capture, rule usage and HAR, and refuses configuration
+   */
   admin?: AdminOptions
   genevePort: number
   httpPort: number
@@ -117,15 +121,19 @@ export async function startAppliance(opts: ApplianceOptions): Promise<ApplianceH
       policyFile.watch()
     }
     if (opts.admin) {
+      if (!opts.policies && !opts.admin.stateDir)
+        throw new Error('an operator-managed admin API needs stateDir')
       // Registering the admin API restores the last good bundle from the state directory, so a restarted
       // appliance serves its policy before the operator calls again.
       admin = await startAdminServer({
         host: opts.bind,
         ...opts.admin,
+        ...(opts.policies ? { policiesFile: opts.policies } : {}),
         store,
         logger: log,
         ruleUsage: () => metrics.ruleUsage,
         capture: () => metrics.capture,
+        har: () => metrics.har,
       })
     }
     control = await startControlServer({

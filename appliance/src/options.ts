@@ -5,11 +5,12 @@ import { DEFAULT_ACTIONS, type DefaultAction } from '../../policy/src/schema.ts'
 import { type IpfixTarget, parseIpfixTarget } from './flowlog/ipfix-exporter.ts'
 
 export const APPLIANCE_USAGE = [
-  'flowgate appliance (--policies FILE | --admin-token-file FILE --state-dir DIR) [options]',
+  'flowgate appliance (--policies FILE [--admin-token-file FILE] | --admin-token-file FILE --state-dir DIR) [options]',
   '',
   '  --policies FILE          standalone: FlowPolicies from a multi-document YAML file, reloaded on change and SIGHUP',
-  '  --admin-token-file FILE  operator-managed: bearer token(s) for the admin API (PUT /v1/config), one per line',
-  '  --state-dir DIR          where the last good bundle is kept across restarts (with --admin-token-file)',
+  '  --admin-token-file FILE  bearer token(s) for the admin API, one per line; alone: operator-managed (PUT /v1/config);',
+  '                           with --policies: capture, rule usage and HAR only (configuration comes from the file)',
+  '  --state-dir DIR          where the last good bundle is kept across restarts (operator-managed)',
   '  --admin-port N           admin API port (default 9443, as the operator assumes)',
   '  --admin-tls-cert FILE, --admin-tls-key FILE   serve the admin API over TLS (recommended)',
   '  --ca-cert FILE           the interception CA certificate (PEM), with one of:',
@@ -28,12 +29,16 @@ export const APPLIANCE_USAGE = [
   '  --flow-log FILE|-        flow records (JSON lines, VPC Flow Logs v5 field names) to FILE or stdout (default off)',
   '  --flow-log-interval-seconds N   a record per long-lived flow this often (default 60)',
   '  --ipfix HOST:PORT        also export flow records over IPFIX (RFC 7011, UDP) to this collector (port default 4739)',
+  '  --har-dir DIR            HAR 1.2 files of the exchanges of policies with spec.har, rotating (default off)',
+  '  --har-file-mb N          a HAR file is closed past this size (default 64)',
+  '  --har-keep-files N       HAR files kept in --har-dir, oldest deleted first (default 10)',
   '  --log-level LEVEL        pino level (default info)',
 ].join('\n')
 
 export interface ApplianceCliOptions {
   policies?: string
-  admin?: { port: number; tokenFile: string; stateDir: string; tlsCert?: string; tlsKey?: string }
+  /** the admin API; without stateDir (standalone, --policies) it refuses configuration */
+  admin?: { port: number; tokenFile: string; stateDir?: string; tlsCert?: string; tlsKey?: string }
   ca?: { cert: string; key?: string; kms?: { keyId: string; region?: string; endpoint?: string } }
   upstreamCa?: string
   genevePort: number
@@ -50,6 +55,8 @@ export interface ApplianceCliOptions {
   flowLogIntervalSeconds: number
   /** IPFIX collector for the flow records */
   ipfix?: IpfixTarget
+  /** HAR files of policies with spec.har */
+  har?: { dir: string; maxFileBytes: number; keepFiles: number }
   logLevel: string
 }
 
@@ -101,6 +108,9 @@ export function parseApplianceArgs(args: string[]): ApplianceCliOptions {
         'flow-log': str,
         'flow-log-interval-seconds': str,
         ipfix: str,
+        'har-dir': str,
+        'har-file-mb': str,
+        'har-keep-files': str,
       },
     }).values
   } catch (err) {
@@ -110,14 +120,17 @@ export function parseApplianceArgs(args: string[]): ApplianceCliOptions {
   if (!DEFAULT_ACTIONS.includes(fleetDefault as DefaultAction)) {
     fail(`--fleet-default must be one of ${DEFAULT_ACTIONS.join(', ')}`)
   }
-  const managed = values['admin-token-file'] !== undefined
-  if (!values.policies === !managed) {
+  const tokens = values['admin-token-file'] !== undefined
+  if (!values.policies && !tokens) {
     fail(
       'give either --policies FILE (standalone) or --admin-token-file FILE with --state-dir DIR (operator-managed)',
     )
   }
+  const managed = tokens && !values.policies
   if (managed && !values['state-dir'])
     fail('--admin-token-file needs --state-dir DIR for the last good bundle')
+  if (values.policies && values['state-dir'])
+    fail('--state-dir is for operator-managed appliances; with --policies the policy comes from the file')
   if (!values['admin-tls-cert'] !== !values['admin-tls-key'])
     fail('--admin-tls-cert and --admin-tls-key go together')
   const io = values.io ?? 'auto'
@@ -162,12 +175,12 @@ export function parseApplianceArgs(args: string[]): ApplianceCliOptions {
   else if (values['flow-log-interval-seconds'] !== undefined && !out.ipfix)
     fail('--flow-log-interval-seconds goes with --flow-log or --ipfix')
   if (values.policies) out.policies = values.policies
-  if (managed) {
+  if (tokens) {
     out.admin = {
       port: int('admin-port', values['admin-port'], 9443, 0, 65535),
       tokenFile: values['admin-token-file']!,
-      stateDir: values['state-dir']!,
     }
+    if (managed) out.admin.stateDir = values['state-dir']!
     if (values['admin-tls-cert']) {
       out.admin.tlsCert = values['admin-tls-cert']
       out.admin.tlsKey = values['admin-tls-key']!
@@ -183,5 +196,14 @@ export function parseApplianceArgs(args: string[]): ApplianceCliOptions {
     }
   }
   if (values['upstream-ca']) out.upstreamCa = values['upstream-ca']
+  if (values['har-dir'] === '') fail('--har-dir needs a directory')
+  if (values['har-dir']) {
+    out.har = {
+      dir: values['har-dir'],
+      maxFileBytes: int('har-file-mb', values['har-file-mb'], 64, 1, 4096) * 1024 * 1024,
+      keepFiles: int('har-keep-files', values['har-keep-files'], 10, 1, 10_000),
+    }
+  } else if (values['har-file-mb'] !== undefined || values['har-keep-files'] !== undefined)
+    fail('--har-file-mb and --har-keep-files go with --har-dir')
   return out
 }

@@ -42,7 +42,7 @@ export const applianceCommand: Command = {
             ? { flowLog: { target: o.flowLog ?? '', intervalMs: o.flowLogIntervalSeconds * 1000 } }
             : {}),
         },
-        o.ipfix ? { ipfix: o.ipfix } : {},
+        { ...(o.ipfix ? { ipfix: o.ipfix } : {}), ...(o.har ? { har: o.har } : {}) },
       ),
       logger,
     })

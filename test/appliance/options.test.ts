@@ -35,6 +35,23 @@ test('standalone and operator-managed flags parse into one options object', (t) 
   t.deepEqual(m.ca, { cert: '/ca.crt', kms: { keyId: 'alias/fg', region: 'eu-west-1' } })
 })
 
+test('standalone with an admin API: --policies with --admin-token-file (no state dir); --har-dir and its bounds', (t) => {
+  const o = parseApplianceArgs(['--policies', 'p.yaml', '--admin-token-file', '/t', '--admin-port', '0'])
+  t.is(o.policies, 'p.yaml')
+  t.deepEqual(o.admin, { port: 0, tokenFile: '/t' })
+  t.is(o.har, undefined)
+  t.deepEqual(parseApplianceArgs(['--policies', 'p', '--har-dir', '/var/lib/har']).har, {
+    dir: '/var/lib/har',
+    maxFileBytes: 64 * 1024 * 1024,
+    keepFiles: 10,
+  })
+  t.deepEqual(
+    parseApplianceArgs(['--policies', 'p', '--har-dir', 'h', '--har-file-mb', '2', '--har-keep-files', '3'])
+      .har,
+    { dir: 'h', maxFileBytes: 2 * 1024 * 1024, keepFiles: 3 },
+  )
+})
+
 test('--flow-log: off by default; a file or - (stdout), with its interval', (t) => {
   const off = parseApplianceArgs(['--policies', 'p'])
   t.is(off.flowLog, undefined)
@@ -54,7 +71,10 @@ test('--flow-log: off by default; a file or - (stdout), with its interval', (t) 
 
 const usage: [string[], RegExp][] = [
   [[], /either --policies FILE/],
-  [['--policies', 'p', '--admin-token-file', 't', '--state-dir', 's'], /either --policies FILE/],
+  [['--policies', 'p', '--admin-token-file', 't', '--state-dir', 's'], /--state-dir is for operator-managed/],
+  [['--policies', 'p', '--har-dir='], /--har-dir needs a directory/],
+  [['--policies', 'p', '--har-keep-files', '3'], /go with --har-dir/],
+  [['--policies', 'p', '--har-dir', 'd', '--har-file-mb', '0'], /--har-file-mb must be a whole number/],
   [['--admin-token-file', 't'], /needs --state-dir/],
   [['--policies', 'p', '--admin-tls-cert', 'c'], /go together/],
   [['--policies', 'p', '--io', 'turbo'], /--io must be auto, native or dgram/],

@@ -89,6 +89,8 @@ const KEYS = [
   'host',
   'tls-version',
   'intercepted',
+  'aws-account-id',
+  'aws-account-ids',
   'record-reason',
 ].sort()
 
@@ -151,6 +153,41 @@ test('a closed TCP flow: one record after the quiet second, VPC fields, counts p
 
   // Nothing new: an expired flow without new packets since its final record writes nothing more.
   t.is(flows.size, 0)
+})
+
+test('AWS accounts noted on a flow: first seen first, distinct, at most 8, kept across noteL7, none for a reused entry', (t) => {
+  const { log, records, send, flows } = setup()
+  const c = (o: Partial<Inner>) => tcp4({ dport: 80, ...o })
+  send(c({ flags: 0x02 }), T0)
+  const flow = flows.live().next().value as number
+  const gen = flows.gen[flow]!
+  log.noteAwsAccount(flow, gen, '609629065308')
+  log.noteL7(flow, {
+    sni: 'sts.us-east-1.amazonaws.com',
+    host: 'sts.us-east-1.amazonaws.com',
+    intercepted: true,
+  })
+  log.noteAwsAccount(flow, gen, '171436882533')
+  log.noteAwsAccount(flow, gen, '609629065308')
+  for (let i = 0; i < 10; i++) log.noteAwsAccount(flow, gen, String(100000000000 + i))
+  log.noteAwsAccount(flow, gen + 1, '999999999999') // another flow's, once the entry is reused
+  send(c({ flags: 0x04 }), T0 + 10) // RST
+  log.tick(T0 + 2000)
+  t.is(records.length, 1)
+  const r = records[0]!
+  t.is(r['aws-account-id'], '609629065308')
+  t.deepEqual(r['aws-account-ids'], [
+    '609629065308',
+    '171436882533',
+    '100000000000',
+    '100000000001',
+    '100000000002',
+    '100000000003',
+    '100000000004',
+    '100000000005',
+  ])
+  t.is(r.sni, 'sts.us-east-1.amazonaws.com')
+  t.true(r.intercepted)
 })
 
 test('denied: REJECT with the policy and its default action (rule null); no record while packets keep coming', (t) => {

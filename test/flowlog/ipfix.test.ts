@@ -61,7 +61,7 @@ function flowSetup(exporter: IpfixExporter) {
     fp!.processDatagram(d, d.length, 0x0a000001, 60000, now, r)
     return r.flow
   }
-  return { log, send }
+  return { log, send, flows }
 }
 
 const tsharkTest = (title: string, fn: (t: ExecutionContext) => Promise<void>) =>
@@ -76,7 +76,7 @@ tsharkTest(
     const col = await collector()
     t.teardown(() => col.sock.close())
     const exporter = new IpfixExporter({ target: { host: '127.0.0.1', port: col.port } })
-    const { log, send } = flowSetup(exporter)
+    const { log, send, flows: table } = flowSetup(exporter)
     const messages = await captureIpfix(col.port, async () => {
       const c = tcp4({ dport: 80 })
       const flow = send({ ...c, flags: 0x02 }, T0) // SYN
@@ -88,6 +88,8 @@ tsharkTest(
       send(rev({ ...c, flags: 0x11 }), T0 + 6)
       send({ ...c, flags: 0x10 }, T0 + 7)
       log.noteL7(flow, { sni: 'www.example.com', host: 'www.example.com' })
+      log.noteAwsAccount(flow, table.gen[flow]!, '609629065308')
+      log.noteAwsAccount(flow, table.gen[flow]!, '171436882533')
       log.tick(T0 + 2000) // closed and quiet for a second: its final record
       send(udp6({ payload: new Uint8Array(10) }), T0 + 2500)
       await log.close() // the UDP flow still open: 'removed'
@@ -127,6 +129,8 @@ tsharkTest(
       'www.example.com',
       '\u0002',
       'closed',
+      '609629065308', // awsAccountId (13)
+      '609629065308,171436882533', // awsAccountIds (14)
     ])
 
     const udp = flows.find((f) => f['cflow.protocol'] === '17')!

@@ -5,6 +5,10 @@
 //                             the running bundle since this process started (rule null: defaultAction)
 //   GET /v1/capture?filter=&seconds=&maxBytes=  → a live pcapng stream of inner packets with the TLS
 //                             secrets of intercepted flows (capture/http.ts)
+//   GET /v1/har?seconds=&maxEntries=  → a live HAR 1.2 document of the exchanges of policies with
+//                             spec.har (visibility/har-http.ts)
+// A standalone appliance (policies from a file) serves the same API but for configuration: PUT /v1/config
+// is refused with 409, and the version is the file's.
 // Authentication: a bearer token from a mounted Secret file (tokens.ts), compared in constant time.
 // Why a bearer token and not mTLS: the token rotates by editing one Secret, which kubelet propagates to
 // every pod with no restart and no certificate authority for the operator to run; the server's TLS (the
@@ -20,6 +24,8 @@ import type { CheckedPolicy } from '../../../policy/src/validate.ts'
 import { serveCapture } from '../capture/http.ts'
 import type { CaptureTap } from '../capture/tap.ts'
 import type { RuleUsageSource } from '../control/metrics.ts'
+import { serveHar } from '../visibility/har-http.ts'
+import type { HarHub } from '../visibility/har-hub.ts'
 import { loadState, prepareState } from './state.ts'
 import type { TokenFile } from './tokens.ts'
 
@@ -30,14 +36,21 @@ export const AdminErrorCodes = {
   apply: 'FG_ERR_APPLY',
   state: 'FG_ERR_STATE',
   unavailable: 'FG_ERR_UNAVAILABLE',
+  conflict: 'FG_ERR_CONFLICT',
 } as const
 
 export type ApplyFn = (bundle: ConfigBundle, policies: CheckedPolicy[]) => void | Promise<void>
 
 export interface AdminApiOptions {
   tokens: TokenFile
-  /** where the last good bundle is kept across restarts */
-  stateDir: string
+  /** where the last good bundle is kept across restarts (operator-managed) */
+  stateDir?: string
+  /**
+   * standalone: the policy comes from this file, so configuration pushes are refused (409) and `running`
+   * says which version is in force; stateDir is then not used
+   */
+  policiesFile?: string
+  running?: () => AdminState
   /** swaps the running configuration; throwing keeps the old one */
   apply: ApplyFn
   /** largest accepted bundle, bytes */
@@ -48,6 +61,8 @@ export interface AdminApiOptions {
   ruleUsage?: () => RuleUsageSource | undefined
   /** the packet path's live captures; undefined until it is up */
   capture?: () => CaptureTap | undefined
+  /** the packet path's HAR entries; undefined until it is up */
+  har?: () => HarHub | undefined
 }
 
 /** GET /v1/rule-usage */
@@ -64,17 +79,20 @@ export interface AdminState {
 const BEARER = /^Bearer\s+(\S+)\s*$/i
 
 export async function adminApi(app: FastifyInstance, o: AdminApiOptions): Promise<void> {
-  const state: AdminState = { version: null, appliedAt: null }
+  const pushed: AdminState = { version: null, appliedAt: null }
+  const fromFile = o.policiesFile !== undefined
+  if (!fromFile && o.stateDir === undefined) throw new Error('the admin API needs stateDir or policiesFile')
+  const state = (): AdminState => (fromFile ? (o.running?.() ?? pushed) : pushed)
   // One change at a time, so "apply then persist" of two PUTs never interleaves.
   let chain: Promise<unknown> = Promise.resolve()
 
-  if (o.restore !== false) {
+  if (!fromFile && o.restore !== false) {
     try {
-      const saved = await loadState(o.stateDir)
+      const saved = await loadState(o.stateDir!)
       if (saved) {
         await o.apply(saved.bundle, saved.policies)
-        state.version = saved.bundle.version
-        state.appliedAt = new Date().toISOString()
+        pushed.version = saved.bundle.version
+        pushed.appliedAt = new Date().toISOString()
         app.log.info({ version: saved.bundle.version }, 'restored the last good bundle')
       }
     } catch (err) {
@@ -108,7 +126,7 @@ export async function adminApi(app: FastifyInstance, o: AdminApiOptions): Promis
 
   app.get('/v1/config/version', async (req, reply) => {
     if (!authenticate(req, reply)) return reply
-    return { ...state }
+    return { ...state() }
   })
 
   app.get('/v1/rule-usage', async (req, reply) => {
@@ -120,7 +138,7 @@ export async function adminApi(app: FastifyInstance, o: AdminApiOptions): Promis
         .send({ code: AdminErrorCodes.unavailable, message: 'the packet path is not running yet' })
     }
     const report: RuleUsageReport = {
-      bundleVersion: state.version,
+      bundleVersion: state().version,
       rules: usage.snapshot().map((u) => ({
         policy: u.policy,
         rule: u.rule,
@@ -137,8 +155,21 @@ export async function adminApi(app: FastifyInstance, o: AdminApiOptions): Promis
     return serveCapture(req, reply, o.capture?.())
   })
 
+  // The same token: HAR entries hold request and response heads and bodies (secrets redacted).
+  app.get('/v1/har', async (req, reply) => {
+    if (!authenticate(req, reply)) return reply
+    return serveHar(req, reply, o.har?.())
+  })
+
   app.put('/v1/config', { bodyLimit: o.bodyLimit ?? 16 * 1024 * 1024 }, async (req, reply) => {
     if (!authenticate(req, reply)) return reply
+    if (fromFile) {
+      return reply.code(409).send({
+        code: AdminErrorCodes.conflict,
+        message: `policies come from a file on this appliance (--policies ${o.policiesFile}); edit the file instead`,
+      })
+    }
+    const stateDir = o.stateDir!
     let verified: ReturnType<typeof verifyBundle>
     try {
       verified = verifyBundle(req.body)
@@ -152,8 +183,8 @@ export async function adminApi(app: FastifyInstance, o: AdminApiOptions): Promis
     }
     const run = chain.then(async () => {
       const { bundle, policies } = verified
-      if (state.version === bundle.version) return { status: 200, body: { ...state, changed: false } }
-      const prepared = await prepareState(o.stateDir, bundle).catch((err) => {
+      if (pushed.version === bundle.version) return { status: 200, body: { ...pushed, changed: false } }
+      const prepared = await prepareState(stateDir, bundle).catch((err) => {
         req.log.error({ err }, 'could not write the state file')
         return undefined
       })
@@ -176,9 +207,9 @@ export async function adminApi(app: FastifyInstance, o: AdminApiOptions): Promis
         // would come back with the previous bundle and be pushed again.
         req.log.error({ err }, 'applied but could not persist the bundle')
       }
-      state.version = bundle.version
-      state.appliedAt = new Date().toISOString()
-      return { status: 200, body: { ...state, changed: true } }
+      pushed.version = bundle.version
+      pushed.appliedAt = new Date().toISOString()
+      return { status: 200, body: { ...pushed, changed: true } }
     })
     chain = run.catch(() => undefined)
     const r = await run

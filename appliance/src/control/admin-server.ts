@@ -10,13 +10,17 @@ import { adminApi } from '../admin/plugin.ts'
 import { TokenFile } from '../admin/tokens.ts'
 import type { CaptureTap } from '../capture/tap.ts'
 import type { PolicyStore } from '../policy/policy-store.ts'
+import type { HarHub } from '../visibility/har-hub.ts'
 import type { RuleUsageSource } from './metrics.ts'
 
 export interface AdminServerOptions {
   host: string
   port: number
   tokenFile: string
-  stateDir: string
+  /** operator-managed: where pushed bundles are kept */
+  stateDir?: string
+  /** standalone: the policy file the policy comes from; PUT /v1/config is refused (409) */
+  policiesFile?: string
   /** PEM files of the serving certificate and key; both or neither */
   tlsCert?: string
   tlsKey?: string
@@ -26,6 +30,8 @@ export interface AdminServerOptions {
   ruleUsage?: () => RuleUsageSource | undefined
   /** the packet path's live captures, for GET /v1/capture */
   capture?: () => CaptureTap | undefined
+  /** the packet path's HAR entries, for GET /v1/har */
+  har?: () => HarHub | undefined
 }
 
 export async function startAdminServer(o: AdminServerOptions): Promise<FastifyInstance> {
@@ -41,9 +47,18 @@ export async function startAdminServer(o: AdminServerOptions): Promise<FastifyIn
   const tokens = new TokenFile({ path: o.tokenFile })
   await app.register(adminApi, {
     tokens,
-    stateDir: o.stateDir,
+    ...(o.policiesFile
+      ? {
+          policiesFile: o.policiesFile,
+          running: () => {
+            const p = o.store.current
+            return { version: p?.bundle.version ?? null, appliedAt: p?.loadedAt.toISOString() ?? null }
+          },
+        }
+      : { stateDir: o.stateDir! }),
     ...(o.ruleUsage ? { ruleUsage: o.ruleUsage } : {}),
     ...(o.capture ? { capture: o.capture } : {}),
+    ...(o.har ? { har: o.har } : {}),
     apply: (bundle: ConfigBundle, policies: CheckedPolicy[]) => {
       o.store.apply(bundle, policies, 'admin-api')
     },

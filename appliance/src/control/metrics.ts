@@ -6,6 +6,8 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import { CAPTURE_COUNTS, type CaptureTap } from '../capture/index.ts'
 import { HTTP_METRICS, type HttpStats } from '../http/stats.ts'
 import { TCP_METRIC_NAMES, TCP_STATE_LABELS, type TcpMetrics } from '../tcp/metrics.ts'
+import type { AwsRequestCount } from '../visibility/aws-requests.ts'
+import { HAR_COUNTS, type HarHub } from '../visibility/har-hub.ts'
 import type { RuleHits } from '../visibility/rule-usage.ts'
 
 export const DIRECTIONS = ['from-client', 'from-server'] as const
@@ -49,6 +51,11 @@ export interface RuleUsageSource {
   snapshot(): RuleHits[]
 }
 
+/** AWS API requests seen on intercepted flows (visibility/aws-requests.ts); bounded label values. */
+export interface AwsRequestsSource {
+  snapshot(): AwsRequestCount[]
+}
+
 /** The IPFIX exporter's counters (flowlog/ipfix-exporter.ts): see IPFIX_COUNTS for the indexes. */
 export interface IpfixStats {
   counts: Float64Array
@@ -64,6 +71,8 @@ export class ApplianceMetrics {
   private usage: RuleUsageSource | undefined
   private ipfix: IpfixStats | undefined
   private tap: CaptureTap | undefined
+  private harHub: HarHub | undefined
+  private aws: AwsRequestsSource | undefined
 
   constructor() {
     const r = this.registry
@@ -306,6 +315,49 @@ export class ApplianceMetrics {
           this.inc({ result: 'dropped' }, c[CAPTURE_COUNTS.secretsDropped])
       },
     })
+    const aws = () => this.aws
+    new Counter({
+      name: 'flowgate_aws_api_requests_total',
+      help: 'SigV4-signed requests on intercepted flows, by AWS account (from the access key id; the first 64 seen, then "other"; "unknown" when the key carries none) and service (the first 32 seen, then "other")',
+      labelNames: ['account', 'service'],
+      registers: [r],
+      collect() {
+        this.reset()
+        for (const c of aws()?.snapshot() ?? [])
+          this.inc({ account: c.account, service: c.service }, c.requests)
+      },
+    })
+    const har = () => this.harHub
+    new Counter({
+      name: 'flowgate_har_entries_total',
+      help: 'HAR entries of intercepted exchanges: recorded, and copies written to or dropped by a sink (live export, --har-dir) that had no room',
+      labelNames: ['result'],
+      registers: [r],
+      collect() {
+        this.reset()
+        const c = har()?.counts
+        if (!c) return
+        for (const [result, i] of Object.entries(HAR_COUNTS)) if (c[i]) this.inc({ result }, c[i])
+      },
+    })
+    new Counter({
+      name: 'flowgate_har_bodies_cut_total',
+      help: "HAR bodies cut short of their policy's maxBodyBytes because recordings in flight held the memory bound",
+      registers: [r],
+      collect() {
+        this.reset()
+        const n = har()?.budget.cut
+        if (n) this.inc(n)
+      },
+    })
+    new Gauge({
+      name: 'flowgate_har_exports_active',
+      help: 'Live HAR exports running (GET /v1/har)',
+      registers: [r],
+      collect() {
+        this.set(har()?.size ?? 0)
+      },
+    })
     // The HTTP layer names its own counters (HTTP_METRICS): plain numbers, or records over a label's values.
     for (const [key, m] of Object.entries(HTTP_METRICS) as [
       keyof HttpStats,
@@ -390,6 +442,20 @@ export class ApplianceMetrics {
   /** Where the admin API opens captures; undefined until the packet path is up. */
   get capture(): CaptureTap | undefined {
     return this.tap
+  }
+
+  /** HAR entries (visibility/har-hub.ts): counters, and where GET /v1/har opens exports. */
+  attachHar(hub: HarHub): void {
+    this.harHub = hub
+  }
+
+  /** Where the admin API opens live HAR exports; undefined until the packet path is up. */
+  get har(): HarHub | undefined {
+    return this.harHub
+  }
+
+  attachAwsRequests(source: AwsRequestsSource): void {
+    this.aws = source
   }
 
   attachIpfix(stats: IpfixStats): void {

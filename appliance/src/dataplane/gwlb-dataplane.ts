@@ -13,11 +13,14 @@ import { DROP_REASONS, OUTCOMES, Outcome } from '../fastpath/counters.ts'
 import { FastPath, FastPathResult } from '../fastpath/fastpath.ts'
 import { FlowTable, type RemoveReason } from '../flow/table.ts'
 import { FlowLog } from '../flowlog/index.ts'
-import { createHttpStats, interceptHttp, type RequestDecision } from '../http/index.ts'
+import { createHttpStats, interceptHttp } from '../http/index.ts'
 import { ScriptEngine } from '../http/script/index.ts'
 import { type PacketIO, type ReturnPath, type RxBatch, startPacketIO } from '../io/index.ts'
 import type { TcpRepr } from '../tcp/segment.ts'
 import { upstreamTrust } from '../tls/upstream-trust.ts'
+import { AwsApiRequests } from '../visibility/aws-requests.ts'
+import { type ObservedDecision, observeExchanges } from '../visibility/exchanges.ts'
+import { HarHub } from '../visibility/har-hub.ts'
 import { buildRstToReceiver, buildRstToSender, buildTcpSegment } from '../wire/build.ts'
 import { MALFORMED_REASONS } from '../wire/counters.ts'
 import { parseEndpointId } from '../wire/geneve.ts'
@@ -106,6 +109,10 @@ export class GwlbDataplane implements Dataplane {
   /** live captures (capture/): the loop reads capture.active and does nothing more while it is false */
   readonly capture = new CaptureTap()
   private readonly captured = new ParsedPacket()
+  /** HAR entries of intercepted exchanges, for policies that ask (spec.har) while a sink takes them */
+  readonly har = new HarHub()
+  /** SigV4-signed requests on intercepted flows, by account and service */
+  readonly awsRequests = new AwsApiRequests()
 
   private constructor(ctx: DataplaneContext, o: GwlbDataplaneOptions) {
     this.ctx = ctx
@@ -150,6 +157,21 @@ export class GwlbDataplane implements Dataplane {
 
   /** An intercepted (or cleartext) HTTP flow: per-request decisions, scripts, counters. */
   private serveHttp(client: Duplex, upstream: Duplex, h: HttpHandoff): void {
+    const src = formatAddress(h.facts.src)
+    const onExchange = observeExchanges(
+      {
+        aws: this.awsRequests,
+        har: this.har,
+        noteAccount: (account) => this.flowLog?.noteAwsAccount(h.flow.flow, h.flow.gen, account),
+      },
+      {
+        scheme: h.sni === null ? 'http' : 'https',
+        authority: h.authority,
+        serverIp: formatAddress(h.facts.dst),
+        endpoint: h.facts.endpoint,
+        client: `${h.facts.family === 6 ? `[${src}]` : src}:${h.facts.srcPort}`,
+      },
+    )
     void interceptHttp(client, upstream, {
       protocol: h.protocol,
       sni: h.sni,
@@ -161,16 +183,18 @@ export class GwlbDataplane implements Dataplane {
         // The webhook is asked once per connection: a request that would need it on a connection it did not
         // allow is refused rather than let through unasked.
         if (action === 'Authorize') action = h.authorized ? 'Allow' : 'Deny'
-        const out: RequestDecision = { action }
+        const out: ObservedDecision = { action }
         if (d.entry) {
           out.policy = d.entry.policy.name
           if (d.entry.rule) out.rule = d.entry.rule.name
           if (d.entry.http) out.hooks = d.entry.http
+          if (d.entry.policy.har) out.har = d.entry.policy.har
         }
         return out
       },
+      onExchange,
       ...(this.scripts ? { scripts: this.scripts } : {}),
-      event: { endpointId: h.facts.endpoint, viewerIp: formatAddress(h.facts.src) },
+      event: { endpointId: h.facts.endpoint, viewerIp: src },
       stats: this.httpStats,
       log: this.ctx.log,
     })
@@ -292,6 +316,7 @@ export class GwlbDataplane implements Dataplane {
     this.closed = true
     this.capture.close()
     clearInterval(this.sweepTimer)
+    await this.har.close()
     this.proxy.close()
     this.authorizer.close()
     this.scripts?.dispose()

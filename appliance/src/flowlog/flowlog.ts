@@ -22,6 +22,7 @@ import {
   type FlowL7,
   type FlowRecord,
   type FlowRecordInput,
+  MAX_FLOW_ACCOUNTS,
   type RecordReason,
 } from './record.ts'
 import { FlowLogWriter } from './writer.ts'
@@ -119,7 +120,23 @@ export class FlowLog {
 
   /** L7 facts learnt by a peek (SNI, Host), for the flow's records. */
   noteL7(flow: number, l7: FlowL7): void {
-    if (this.flows?.isLive(flow)) this.l7.set(flow, l7)
+    if (!this.flows?.isLive(flow)) return
+    const accounts = this.l7.get(flow)?.awsAccountIds
+    this.l7.set(flow, accounts ? { ...l7, awsAccountIds: accounts } : l7)
+  }
+
+  /** An AWS account a request on the flow was signed for (entry `flow` of generation `gen`). */
+  noteAwsAccount(flow: number, gen: number, account: string): void {
+    const f = this.flows
+    if (!f?.isLive(flow) || f.gen[flow] !== gen) return
+    let l7 = this.l7.get(flow)
+    if (!l7) {
+      l7 = {}
+      this.l7.set(flow, l7)
+    }
+    const ids = l7.awsAccountIds ?? []
+    l7.awsAccountIds = ids
+    if (ids.length < MAX_FLOW_ACCOUNTS && !ids.includes(account)) ids.push(account)
   }
 
   onRemove(i: number, reason: RemoveReason): void {

@@ -12,7 +12,8 @@
 // IANA's httpRequestHost (460).
 //
 // flowgate's own fields (endpoint id, policy, rule, mode, verdict, the Audit entry, SNI, TLS version,
-// whether the flow was intercepted, the record's reason) are enterprise-specific Information Elements
+// whether the flow was intercepted, the record's reason, the AWS account id and the list of them,
+// comma-separated) are enterprise-specific Information Elements
 // under Private Enterprise Number 32473. That number is the one IANA reserves for documentation and
 // examples (RFC 5612): flowgate has no PEN of its own, and borrowing a real vendor's would collide with
 // that vendor's elements in collectors; 32473 can never denote anyone's production elements. Should the
@@ -51,6 +52,8 @@ export const FLOWGATE_IES = {
   tlsVersion: 10,
   intercepted: 11,
   recordReason: 12,
+  awsAccountId: 13,
+  awsAccountIds: 14,
 } as const
 
 interface Field {
@@ -94,6 +97,8 @@ const COMMON: Field[] = [
   { id: FLOWGATE_IES.tlsVersion, length: VARLEN, pen: FLOWGATE_PEN },
   { id: FLOWGATE_IES.intercepted, length: 1, pen: FLOWGATE_PEN },
   { id: FLOWGATE_IES.recordReason, length: VARLEN, pen: FLOWGATE_PEN },
+  { id: FLOWGATE_IES.awsAccountId, length: VARLEN, pen: FLOWGATE_PEN },
+  { id: FLOWGATE_IES.awsAccountIds, length: VARLEN, pen: FLOWGATE_PEN },
 ]
 
 /** RFC 7011 flowEndReason */
@@ -170,10 +175,10 @@ export function encodeDataRecord(item: IpfixItem): { template: number; bytes: Bu
     r.sni,
     r['tls-version'],
   ].map(utf8)
-  const reason = utf8(r['record-reason'])
+  const trailing = [r['record-reason'], r['aws-account-id'], r['aws-account-ids']?.join(',')].map(utf8)
   const addrLen = fam6 ? 16 : 4
   const fixed = 2 * addrLen + 2 + 2 + 1 + 8 * 6 + 2 + 1 + 1 + 1 + 1
-  const size = fixed + strings.reduce((n, s) => n + 1 + s.length, 0) + 1 + reason.length
+  const size = fixed + [...strings, ...trailing].reduce((n, s) => n + 1 + s.length, 0)
   const b = Buffer.alloc(size)
   let o = 0
   b.set(x.key.src.subarray(0, addrLen), o)
@@ -200,7 +205,7 @@ export function encodeDataRecord(item: IpfixItem): { template: number; bytes: Bu
   }
   for (const s of strings.slice(0, 11)) writeString(s)
   o = b.writeUInt8(r.intercepted ? 1 : 2, o) // RFC 7011 boolean: 1 true, 2 false
-  writeString(reason)
+  for (const s of trailing) writeString(s)
   return { template: fam6 ? TEMPLATE_V6 : TEMPLATE_V4, bytes: b }
 }
 

@@ -20,6 +20,10 @@
 //   `pkt-dstaddr` (GWLB does not translate inner packets: they would equal srcaddr/dstaddr).
 // - `srcport`/`dstport` are 0 for protocols without ports (ICMP, ICMPv6: the flow table keys echo flows
 //   on their identifier, which VPC does not report either).
+// - `aws-account-id`: the AWS account of the first SigV4-signed request seen on the flow (intercepted
+//   flows only: the account is decoded from the access key id the request is signed with), and
+//   `aws-account-ids` every distinct one, first seen first, at most MAX_FLOW_ACCOUNTS. Not VPC's
+//   `account-id`, which is the owner of the interface that saw the packets.
 // - Unknown flowgate fields are null rather than absent, so every record has the same keys.
 
 import { formatAddress } from '../../../policy/src/cidr.ts'
@@ -36,7 +40,12 @@ export interface FlowL7 {
   tlsVersion?: string | null | undefined
   /** the appliance terminated the flow's TLS (Inspect) */
   intercepted?: boolean
+  /** AWS accounts of SigV4-signed requests seen on the flow, first seen first (≤ MAX_FLOW_ACCOUNTS) */
+  awsAccountIds?: string[]
 }
+
+/** Distinct AWS accounts a flow's record lists; more are not noted. */
+export const MAX_FLOW_ACCOUNTS = 8
 
 export interface FlowRecordInput {
   key: FlowKey
@@ -84,6 +93,8 @@ export interface FlowRecord {
   host: string | null
   'tls-version': string | null
   intercepted: boolean
+  'aws-account-id': string | null
+  'aws-account-ids': string[] | null
   'record-reason': RecordReason
 }
 
@@ -131,6 +142,8 @@ export function buildFlowRecord(r: FlowRecordInput): FlowRecord {
     host: r.l7?.host ?? null,
     'tls-version': r.l7?.tlsVersion ?? null,
     intercepted: r.l7?.intercepted === true,
+    'aws-account-id': r.l7?.awsAccountIds?.[0] ?? null,
+    'aws-account-ids': r.l7?.awsAccountIds?.length ? [...r.l7.awsAccountIds] : null,
     'record-reason': r.reason,
   }
 }
