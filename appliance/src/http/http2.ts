@@ -86,6 +86,11 @@ export function serveHttp2(
     if (!up.closed) up.close()
     flow.endGracefully(upstream)
   })
+  // The client sent its close_notify and FIN (curl does, without a GOAWAY): nothing more comes from it.
+  // Over a net.Socket Node ends the session then; over the user-space TCP stack's half-open stream it
+  // would wait for the idle timer, the flow in CLOSE-WAIT (its flow record 350 s late: seen in the lab,
+  // test/appliance/aws-har.test.ts). Close the session: streams in flight finish, then our side ends.
+  client.once('end', () => closeClientSession(NGHTTP2_NO_ERROR))
 
   const sendLocal = (stream: ServerHttp2Stream, r: LocalResponse, head: boolean, w?: ExchangeObserver) => {
     if (stream.destroyed || stream.closed) return
