@@ -562,7 +562,7 @@ test('without SACK: fast retransmit after three duplicate ACKs, NewReno partial 
   t.is(c.metrics.fastRetransmits, 1)
   t.is(c.metrics.fastRecoveries, 1)
   t.true(c.conn.recovery.inRecovery)
-  t.is(c.conn.cc.ssthresh, 2500, 'FlightSize / 2')
+  t.is(c.conn.cc.ssthresh, 3000, 'max(FlightSize 5000, cwnd 6000) / 2 (RFC 9438 §4.6 with RFC 7661)')
   // Partial ACK: the next unacknowledged segment is lost too and goes at once (RFC 6582 §3.2 step 3).
   c.input({ ack: seqAdd(una, 2000) })
   const pr = c.take()
@@ -572,7 +572,7 @@ test('without SACK: fast retransmit after three duplicate ACKs, NewReno partial 
   // Full ACK: leave recovery with cwnd = ssthresh (RFC 6937 §3.1).
   c.input({ ack: seqAdd(una, 5000) })
   t.false(c.conn.recovery.inRecovery)
-  t.is(c.conn.cc.cwnd, 2500)
+  t.is(c.conn.cc.cwnd, 3000)
   t.is(c.metrics.rtoExpiries, 0)
 })
 

@@ -275,9 +275,11 @@ test('a probe answered by a D-SACK was needless: no window reduction; one that r
   b.input({ ack: seqAdd(U, 3000) })
   b.conn.write(bytes(1000))
   b.take()
+  const w = b.conn.cc.cwnd
   b.input({ ack: seqAdd(U, 4000) })
   t.is(b.metrics.tailLossProbeRecoveries, 1)
-  t.is(b.conn.cc.ssthresh, 2000, 'as for a loss: max(FlightSize / 2, 2 SMSS)')
+  t.is(b.conn.cc.ssthresh, Math.floor(w / 2), 'as for a loss: half of max(FlightSize, cwnd)')
+  t.is(b.conn.cc.cwnd, b.conn.cc.ssthresh)
 })
 
 test('RTO with SACK: everything unSACKed is resent from SND.UNA on, SACKed data never (RFC 6675 §5.1)', (t) => {

@@ -196,8 +196,18 @@ export class LossRecovery {
     this.recover = max
     this.tlpEnd = undefined
     this.rescued = false
-    this.cc.onLoss(flight)
+    this.cc.onLoss(this.#lossFlight(flight))
     this.prr.start(this.cc.ssthresh, flight)
+  }
+
+  /**
+   * The flight a reduction is computed from: FlightSize (RFC 5681 eq. 4), or cwnd when that is larger —
+   * RFC 9438 §4.6 allows cwnd where cwnd cannot grow past the flight (RFC 7661, as here), and Linux uses it.
+   * FlightSize right after a cumulative ACK that filled a hole can be a fraction of the window in use, and a
+   * reduction from it would cut far deeper than β.
+   */
+  #lossFlight(flight: number): number {
+    return Math.max(flight, Math.floor(this.cc.cwnd))
   }
 
   /**
@@ -216,7 +226,7 @@ export class LossRecovery {
     if (seqGt(a.ack, end)) {
       this.tlpEnd = undefined
       if (this.phase !== Phase.open) return false
-      this.cc.onLoss(flight + acked)
+      this.cc.onLoss(this.#lossFlight(flight + acked))
       this.cc.cwnd = Math.min(this.cc.cwnd, this.cc.ssthresh)
       return true
     }
