@@ -529,6 +529,7 @@ test('there are examples for every feature', (t) => {
     'replace:',
     'dropEveryNth:',
     'authorizer:',
+    'har:',
     'defaultAction: Reject',
     'mode: Audit',
     'ICMPv6',
