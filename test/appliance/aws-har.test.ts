@@ -6,21 +6,17 @@
 // flowgate_aws_api_requests_total must count it. The policy asks for HAR: the --har-dir file and a live
 // export from GET /v1/har must be valid HAR 1.2 with the request line, the body cut to the policy's limit
 // and the Authorization value redacted.
-import { execFileSync } from 'node:child_process'
-import { generateKeyPairSync } from 'node:crypto'
-import { createWriteStream, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createRootCertificate, LocalSigner } from '../../appliance/src/ca/index.ts'
 import type { FlowRecord } from '../../appliance/src/flowlog/index.ts'
 import type { HarEntry } from '../../appliance/src/visibility/har.ts'
 import { harProblems } from '../support/har.ts'
 import { LAB } from '../support/netns/gwlb-stand-in.ts'
 import { privilegedTest } from '../support/netns/privileges.ts'
-import { testCa } from '../support/pki.ts'
+import { interceptionArgs, setUpInterception } from './interception.ts'
 import { withAppliance } from './lab.ts'
 
 const netTest = privilegedTest(['root', 'tun', 'ip'])
-const ORIGIN = new URL('../support/netns/tls-origin.ts', import.meta.url).pathname
 const STS = 'sts.us-east-1.amazonaws.com'
 const KEY_ID = 'ASIAY34FZKBOKMUTVV7A'
 const ACCOUNT = '609629065308'
@@ -57,33 +53,11 @@ netTest(
         policies: POLICY,
         httpPorts: [8080],
         before: async (lab, dir) => {
-          const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-          const root = await createRootCertificate(await LocalSigner.fromKeyObject(privateKey, 'test'), {
-            subject: 'CN=flowgate test root',
-          })
-          writeFileSync(join(dir, 'root.pem'), root.pem)
-          execFileSync('mkfifo', ['-m', '600', join(dir, 'ca.key')])
-          createWriteStream(join(dir, 'ca.key')).end(privateKey.export({ type: 'pkcs8', format: 'pem' }))
-          const pub = await testCa('Test Public CA')
-          writeFileSync(join(dir, 'origin-ca.pem'), pub.certPem)
-          const leaf = await pub.issue({ dns: [STS] })
-          writeFileSync(join(dir, 'sts.crt'), leaf.certPem)
-          writeFileSync(join(dir, 'sts.key'), leaf.keyPem)
+          await setUpInterception(lab, dir, { names: [STS], origins: [{ port: 443, mode: 'h2' }] })
           writeFileSync(join(dir, 'token'), 'lab-token\n')
-          await lab.ns.spawn(
-            lab.server,
-            process.execPath,
-            [ORIGIN, '443', join(dir, 'sts.crt'), join(dir, 'sts.key'), 'h2'],
-            /listening/,
-          )
         },
         applianceArgs: (dir) => [
-          '--ca-cert',
-          join(dir, 'root.pem'),
-          '--ca-key',
-          join(dir, 'ca.key'),
-          '--upstream-ca',
-          join(dir, 'origin-ca.pem'),
+          ...interceptionArgs(dir),
           '--flow-log',
           join(dir, 'flows.jsonl'),
           '--har-dir',
