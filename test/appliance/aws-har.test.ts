@@ -124,6 +124,9 @@ netTest(
           sni: STS,
           intercepted: true,
           policy: 'aws-apis',
+          // Decided per request: the flow stands as Inspect, and its bytes went through.
+          verdict: 'Inspect',
+          action: 'ACCEPT',
           'aws-account-id': ACCOUNT,
           'aws-account-ids': [ACCOUNT],
         })

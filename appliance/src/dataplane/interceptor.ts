@@ -43,6 +43,21 @@ type InterceptResult = (typeof INTERCEPT_RESULTS)[number]
 /** L7 facts learnt from the first bytes (as FlowFacts takes them) */
 export type FirstFacts = Pick<FlowFacts, 'sni' | 'host' | 'method' | 'path' | 'headers'>
 
+/** What a flow's records say of its L7 path: the facts, the TLS, and the decision that stands for the flow. */
+export interface FlowFacts7 {
+  sni?: string | null | undefined
+  host?: string | null | undefined
+  tlsVersion?: string | null
+  intercepted?: boolean
+  /** the connection's decision on its first bytes; a pending one (requests decide) is recorded as Inspect */
+  decision: Decision
+}
+
+/** A decision still pending on the request is the HTTP layer's to take per request: the flow is inspected. */
+function settled(d: Decision): Decision {
+  return d.kind === 'pending' ? { ...d, kind: 'final', action: 'Inspect', needs: 0 } : d
+}
+
 /** What the HTTP layer is handed for one decrypted (or cleartext) pair of streams. */
 export interface HttpHandoff {
   protocol: 'http/1.1' | 'h2'
@@ -69,7 +84,7 @@ export interface InterceptorOptions {
   /** the webhook's answer for an Authorize decision taken on the stream */
   authorize?(d: Decision, facts: InterceptFacts, l7: FirstFacts): Promise<boolean>
   /** facts learnt from the first bytes, and later the negotiated TLS (flow records) */
-  onFacts?(f: ProxiedFlow, l7: FirstFacts & { tlsVersion?: string | null; intercepted?: boolean }): void
+  onFacts?(f: ProxiedFlow, l7: FlowFacts7): void
   /**
    * A flow decided on its first bytes alone (reset or relayed; rule usage). Flows the HTTP layer serves are
    * decided, and counted, per request instead.
@@ -153,7 +168,7 @@ export class Interceptor {
     }
     const l7 = factsOf(read.first)
     let d = engine.decide({ ...facts, ...l7 })
-    this.#o.onFacts?.(f, l7)
+    const note = (decision: Decision) => this.#o.onFacts?.(f, { sni: l7.sni, host: l7.host, decision })
     let authorized = false
     if (d.kind === 'final' && d.action === 'Authorize') {
       const allow = this.#o.authorize ? await this.#o.authorize(d, facts, l7) : false
@@ -163,17 +178,20 @@ export class Interceptor {
       if (!allow) {
         this.#count('authorize_denied')
         this.#o.onDecision?.(d)
+        note(d)
         return reset(up, down)
       }
     }
     if (d.kind === 'final' && (d.action === 'Deny' || d.action === 'Reject')) {
       this.#count('denied')
       this.#o.onDecision?.(d)
+      note(d)
       return reset(up, down)
     }
     const first = read.first
     // A decision that still needs the request (method, path, headers) can only be taken by intercepting.
     const inspect = d.action === 'Inspect' || d.kind === 'pending'
+    note(settled(d))
     if (first.kind === 'http' || first.kind === 'h2c') {
       this.#count('http')
       return this.#http(down, up, f, 'http/1.1', null, authorized)
@@ -187,6 +205,7 @@ export class Interceptor {
       }
       if (!this.#o.ca) {
         this.#count('no_ca')
+        note({ ...settled(d), action: 'Deny' }) // reset, whatever the rule said
         if (!this.#warnedNoCa) {
           this.#warnedNoCa = true
           this.#o.log?.warn(
@@ -196,7 +215,7 @@ export class Interceptor {
         }
         return reset(up, down)
       }
-      return this.#intercept(f, up, down, sni, first.hello.alpn, authorized)
+      return this.#intercept(f, up, down, sni, first.hello.alpn, authorized, settled(d))
     }
     this.#count(inspect ? 'relayed_unknown' : 'relayed')
     this.#o.onDecision?.(d)
@@ -220,6 +239,7 @@ export class Interceptor {
     sni: string,
     offered: string[],
     authorized: boolean,
+    decision: Decision,
   ): Promise<void> {
     const alpn = offered.filter((p) => HTTP_ALPN.has(p))
     const handshakeMs = this.#o.handshakeMs ?? 10_000
@@ -280,7 +300,7 @@ export class Interceptor {
       return
     }
     this.#count('intercepted')
-    this.#o.onFacts?.(f, { sni, host: sni, tlsVersion: client.getProtocol(), intercepted: true })
+    this.#o.onFacts?.(f, { sni, host: sni, tlsVersion: client.getProtocol(), intercepted: true, decision })
     this.#http(client, upstream, f, chosen === 'h2' ? 'h2' : 'http/1.1', sni, authorized)
   }
 

@@ -215,7 +215,7 @@ export class FlowLog {
       packets: [p0 - this.basePackets[2 * i]!, p1 - this.basePackets[2 * i + 1]!],
       bytes: [b0 - this.baseBytes[2 * i]!, b1 - this.baseBytes[2 * i + 1]!],
       tcpFlags: f.tcpFlags[i]!,
-      decision: this.o.decisionOf(i),
+      decision: this.l7.get(i)?.decision ?? this.o.decisionOf(i),
       l7: this.l7.get(i),
       reason,
     }

@@ -11,9 +11,10 @@
 // - `start`/`end` (unix seconds): the first packet of the flow or the previous record's time, and the last
 //   packet seen in this record's window.
 // - `tcp-flags`: OR of the flags seen in the window, VPC's encoding (FIN 1, SYN 2, RST 4, SYN-ACK 18).
-// - `action`: ACCEPT when the flow's packets were forwarded (Allow), REJECT otherwise (Deny, Reject, a flow
-//   still undecided, and — until the L7 path lands — Inspect, which this build resets). `verdict` is
-//   flowgate's own action, `mode` the deciding entry's mode.
+// - `action`: ACCEPT when the flow's bytes went through (Allow, or Inspect: relayed or intercepted by the L7
+//   path), REJECT otherwise (Deny, Reject, a flow still undecided). `verdict` is flowgate's own action —
+//   for a terminated flow the one its first bytes got (Inspect when its requests decide one by one) —,
+//   `mode` the deciding entry's mode.
 // - Omitted: `account-id`, `interface-id`, `vpc-id`, `subnet-id`, `instance-id` (an appliance behind GWLB
 //   sees none of them; the GWLB endpoint is `endpoint-id`), `flow-direction` (ingress/egress of an
 //   interface has no meaning for a bump-in-the-wire appliance; orig/reply says it), `pkt-srcaddr`/
@@ -40,6 +41,8 @@ export interface FlowL7 {
   tlsVersion?: string | null | undefined
   /** the appliance terminated the flow's TLS (Inspect) */
   intercepted?: boolean
+  /** the decision the L7 path took for a terminated flow; stands over the fast path's (pending) one */
+  decision?: Decision | undefined
   /** AWS accounts of SigV4-signed requests seen on the flow, first seen first (≤ MAX_FLOW_ACCOUNTS) */
   awsAccountIds?: string[]
 }
@@ -98,9 +101,9 @@ export interface FlowRecord {
   'record-reason': RecordReason
 }
 
-/** ACCEPT when packets were forwarded: only a final Allow does that in this build. */
+/** ACCEPT when the flow's bytes went through: a final Allow, or Inspect (through the L7 path). */
 export function vpcAction(d: Decision | undefined): 'ACCEPT' | 'REJECT' {
-  return d?.kind === 'final' && d.action === 'Allow' ? 'ACCEPT' : 'REJECT'
+  return d?.kind === 'final' && (d.action === 'Allow' || d.action === 'Inspect') ? 'ACCEPT' : 'REJECT'
 }
 
 /** TCP, UDP, SCTP, UDP-Lite: protocols whose flow key holds real ports */
