@@ -364,7 +364,7 @@ async function run(loss: number): Promise<void> {
       `  user-space stack, ${ROUNDS} bulk transfers  : ${d('flowgate_tcp_retransmitted_segments_total')} retransmitted, ${d('flowgate_tcp_fast_recoveries_total')} fast recoveries, ${d('flowgate_tcp_tail_loss_probes_total')} tail loss probes, ${d('flowgate_tcp_rto_expiries_total')} RTO expiries`,
     )
     console.log(
-      `  failed transfers/connections: ${failures}; contract violations: ${report.violations}; injected loss ${report.injectedLoss}, reordering ${report.injectedReorder}`,
+      `  failed transfers/connections: ${failures}; contract violations: ${report.violations}${report.violations ? ` ${JSON.stringify(report.byReason)} e.g. ${JSON.stringify(report.samples.slice(0, 2))}` : ''}; injected loss ${report.injectedLoss}, reordering ${report.injectedReorder}`,
     )
   } finally {
     await lab.close()
@@ -373,6 +373,14 @@ async function run(loss: number): Promise<void> {
   }
 }
 
+// The stand-in gives every flow its own GWLB source port, from 60000 up: a lab holds at most 5,535 flows.
+const flowsPerLab = ROUNDS * TARGETS.length * (CONNS + 1) + TARGETS.length
+if (flowsPerLab > 5000) {
+  console.error(
+    `tcp-relay: ${flowsPerLab} flows per lab is more than the stand-in's 5,000; lower ROUNDS or CONNS`,
+  )
+  process.exit(2)
+}
 console.log(
   `tcp-relay: ${MB} MB downloads and ${CONNS} connections of 100 bytes (${PARALLEL} at a time), median [min–max] of ${ROUNDS} rounds; MSS 1448 (TUN MTU 1500); kernel congestion control ${KERNEL_CC}; PIN=${PIN}${PYTHON ? '' : '; no python3: no CUBIC kernel relay'}`,
 )

@@ -50,9 +50,9 @@ export interface TcpConfig {
   sndBufMax: number
   /**
    * Receive buffer in bytes: the most we advertise, and the most we hold unread. It starts at rcvBufSize
-   * and doubles, up to rcvBufMax, whenever the sender fills the window while the application keeps up
-   * (receive-buffer autotuning, in the spirit of Linux's tcp_rcv_space_adjust): a path whose RTT grows
-   * under load needs more window, and a reader that stops never makes it grow.
+   * and grows, up to rcvBufMax (and never past oooLimit), to twice what the application consumed in one
+   * receiver RTT when that is more than ever before (autotuning, as Linux's tcp_rcv_space_adjust): a path
+   * whose RTT grows under load needs more window, and a reader that stops never makes it grow.
    */
   rcvBufSize: number
   rcvBufMax: number
