@@ -41,7 +41,18 @@ export interface ProxiedFlow {
   downstream: TcpSocket | undefined
   /** set for flows the L7 path takes over once both sides are connected (the flow's L4 facts) */
   readonly intercept: InterceptFacts | undefined
+  /** while connecting upstream: when the client's latest SYN came, and the gap before it (ms) */
+  lastSynMs: number
+  synGapMs: number
 }
+
+/**
+ * A client whose SYNs stopped for this long past its own retransmission gap has given up (its connect
+ * timed out, or it went away: a client's SYN-SENT close sends nothing), so the upstream attempt made on its
+ * behalf stops too, instead of retrying for the stack's two minutes. Generous enough for clients whose first
+ * SYN retransmission comes after 3 s (older Windows).
+ */
+export const CLIENT_GAVE_UP_MS = 5_000
 
 /** What the L7 path needs to know of a terminated flow: its L4 facts as the policy engine takes them. */
 export type InterceptFacts = FlowFacts & { srcPort: number }
@@ -162,8 +173,13 @@ export class TcpProxy {
       return true
     }
     if (fromClient) {
-      // The client's SYN retransmissions while the upstream is connecting: it keeps waiting.
       if (f.downstream) this.stack.input(f.down, seg)
+      else if ((seg.flags & (Flag.SYN | Flag.ACK)) === Flag.SYN) {
+        // The client's SYN retransmissions while the upstream is connecting: it keeps waiting.
+        const now = Date.now()
+        f.synGapMs = now - f.lastSynMs
+        f.lastSynMs = now
+      }
     } else {
       this.stack.input(f.up, seg)
     }
@@ -194,6 +210,8 @@ export class TcpProxy {
       upstream: undefined,
       downstream: undefined,
       intercept,
+      lastSynMs: Date.now(),
+      synGapMs: 0,
     }
     const held = copyRepr(syn)
     const config = { mss: gwlbMss(p.family) }
@@ -271,8 +289,14 @@ export class TcpProxy {
   }
 
   /** Ends flows whose table entry is gone and lets go of closed connections' names; call periodically. */
-  sweep(isLive: (flow: number, gen: number) => boolean): void {
-    for (const f of [...this.#flows.values()]) if (!isLive(f.flow, f.gen)) this.#drop(f)
+  sweep(isLive: (flow: number, gen: number) => boolean, now = Date.now()): void {
+    for (const f of [...this.#flows.values()]) {
+      if (!isLive(f.flow, f.gen)) this.#drop(f)
+      else if (!f.downstream && now - f.lastSynMs > 2 * f.synGapMs + CLIENT_GAVE_UP_MS) {
+        // The client gave up: so do we (counted as upstream_failed, as the stack's own give-up would be).
+        f.upstream?.destroy(Object.assign(new Error('the client stopped waiting'), { code: 'ETIMEDOUT' }))
+      }
+    }
     for (const f of [...this.#closing]) {
       const up = this.stack.get(f.up)
       const down = this.stack.get(f.down)
