@@ -27,6 +27,9 @@ export class Ctx {
   error: TcpError | undefined
   drains = 0
   challengeBudget = Number.POSITIVE_INFINITY
+  /** The stack's buffer-growth budget as a stack keeps it (TcpStack.bufferGrowth). */
+  growthBudget = Number.POSITIVE_INFINITY
+  growth = 0
   /** Read what arrives immediately (true) or leave it unconsumed (false). */
   autoConsume = true
 
@@ -37,6 +40,15 @@ export class Ctx {
         metrics: this.metrics,
         emit: (s) => this.out.push(s),
         challengeAckAllowed: () => this.challengeBudget-- > 0,
+        growBuffers: (bytes) => {
+          const granted = Math.max(0, Math.min(bytes, this.growthBudget - this.growth))
+          this.growth += granted
+          return granted
+        },
+        shrinkBuffers: (bytes) => {
+          this.growth -= bytes
+        },
+        underPressure: () => this.growth >= this.growthBudget,
       },
       { ...DEFAULT_CONFIG, ...cfg },
       { localPort: LOCAL_PORT, remotePort: REMOTE_PORT },

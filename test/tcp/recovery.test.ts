@@ -393,6 +393,30 @@ test('receive-buffer autotuning: a sender that fills the window each RTT while t
   t.is(stopped.conn.rcvBuf, 16_384, 'a reader that stopped never makes it grow')
 })
 
+test('autotuning takes its growth from the stack-wide budget: it stops where the budget is spent, and gives it back on close', (t) => {
+  const c = established({
+    cfg: { windowScaling: true, rcvBufSize: 16_384, rcvBufMax: 65_536, sndBufSize: 8_192 },
+    peer: { windowScale: 0 },
+  })
+  c.growthBudget = 20_000
+  let at = R1
+  for (let rtt = 0; rtt < 8; rtt++) {
+    const edge = c.conn.rcvAdvEdge
+    while (seqSub(edge, at) >= 1000) {
+      c.input({ seq: at, payload: bytes(1000) })
+      at = seqAdd(at, 1000)
+    }
+    c.clock.advance(10)
+    c.take()
+  }
+  t.is(c.conn.rcvBuf, 16_384 + 20_000, 'grew by the budget, not to rcvBufMax')
+  t.is(c.growth, 20_000)
+  // Under pressure the send buffer stays at its initial size: writes beyond it are refused (backpressure).
+  t.false(c.conn.write(bytes(9_000)), 'no room beyond sndBufSize while the budget is spent')
+  c.conn.abort()
+  t.is(c.growth, 0, 'closing gave the growth back')
+})
+
 test('PAWS lets an overtaken duplicate ACK through (as Linux does) but not overtaken data', (t) => {
   const c = established({ cfg: { timestamps: true }, peer: { timestamp: { val: 1000, ecr: 0 } } })
   c.input({ payload: bytes(10), timestamp: { val: 1010, ecr: 0 } })

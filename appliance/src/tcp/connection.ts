@@ -101,6 +101,16 @@ export interface ConnectionContext {
   emit(seg: TcpRepr): void
   /** RFC 5961 §7: a global budget for challenge ACKs. */
   challengeAckAllowed(): boolean
+  /**
+   * The stack's budget for buffers grown beyond their initial sizes (autotuning), shared by all connections
+   * as Linux's tcp_mem is: asks for up to `bytes` more, returns what may be taken (0 under pressure).
+   * Omitted: no budget.
+   */
+  growBuffers?(bytes: number): number
+  /** gives back growth taken with growBuffers */
+  shrinkBuffers?(bytes: number): void
+  /** the budget is spent: send buffers stay at their initial size */
+  underPressure?(): boolean
   onStateChange?(conn: Connection, from: State, to: State): void
 }
 
@@ -322,6 +332,7 @@ export class Connection {
 
   /** The send buffer limit now: room for twice what may be in flight, within [sndBufSize, sndBufMax]. */
   #sndLimit(): number {
+    if (this.#ctx.underPressure?.()) return this.cfg.sndBufSize
     const inFlight = Math.min(this.cc.cwnd, this.maxSndWnd)
     return Math.min(
       Math.max(this.cfg.sndBufSize, 2 * inFlight),
@@ -424,6 +435,9 @@ export class Connection {
    * rcvBufMax), so that a sender that could go faster is not held back by our window — a path whose RTT grows
    * under load needs more. A reader that stops consumes nothing, and nothing grows.
    */
+  /** receive-buffer growth taken from the stack's budget, given back when the connection closes */
+  #grown = 0
+
   #autotune(consumed: number): void {
     // Never a window the reassembly queue could not hold: what it dropped would all be sent again.
     const max = Math.max(Math.min(this.cfg.rcvBufMax, this.cfg.oooLimit), this.cfg.rcvBufSize)
@@ -434,7 +448,12 @@ export class Connection {
     if (this.#copied > this.#space) {
       this.#space = this.#copied
       const target = Math.min(2 * this.#copied, max)
-      if (target > this.rcvBuf) this.rcvBuf = target
+      if (target > this.rcvBuf) {
+        const want = target - this.rcvBuf
+        const granted = this.#ctx.growBuffers ? this.#ctx.growBuffers(want) : want
+        this.rcvBuf += granted
+        this.#grown += granted
+      }
     }
     this.#copied = 0
     this.#spaceAt = now
@@ -1449,6 +1468,10 @@ export class Connection {
   #finish(err: TcpError | undefined): void {
     if (this.state === State.CLOSED) return
     this.error = err
+    if (this.#grown > 0) {
+      this.#ctx.shrinkBuffers?.(this.#grown)
+      this.#grown = 0
+    }
     this.#rtx.clear()
     this.#pto.clear()
     this.#reo.clear()

@@ -41,6 +41,12 @@ export interface StackLimits {
   maxTimeWait: number
   /** RFC 5961 §7: challenge ACKs per second across the stack (Linux tcp_challenge_ack_limit: 1000). */
   challengeAcksPerSecond: number
+  /**
+   * Bytes all connections together may grow their receive buffers by beyond the initial size (autotuning up
+   * to rcvBufMax each); once spent, no buffer grows and send buffers stay at their initial size until
+   * connections close — so 10,000 fast connections cannot each take 4 MiB both ways.
+   */
+  bufferGrowthBudget: number
 }
 
 export const DEFAULT_LIMITS: StackLimits = {
@@ -48,6 +54,7 @@ export const DEFAULT_LIMITS: StackLimits = {
   maxHalfOpen: 1024,
   maxTimeWait: 10_000,
   challengeAcksPerSecond: 1000,
+  bufferGrowthBudget: 256 * 1024 * 1024,
 }
 
 export interface StackOptions {
@@ -85,6 +92,8 @@ export class TcpStack {
   readonly clock: Clock
   readonly config: TcpConfig
   readonly limits: StackLimits
+  /** receive-buffer growth taken by open connections (bytes), against limits.bufferGrowthBudget */
+  bufferGrowth = 0
   readonly #random: Random
   readonly #isn: IsnGenerator
   readonly #output: (tuple: FourTuple, seg: TcpRepr) => void
@@ -249,6 +258,11 @@ export class TcpStack {
         metrics: this.metrics,
         emit: (seg) => this.#output(tuple, seg),
         challengeAckAllowed: () => this.#challengeAckAllowed(),
+        growBuffers: (bytes) => this.#growBuffers(bytes),
+        shrinkBuffers: (bytes) => {
+          this.bufferGrowth -= bytes
+        },
+        underPressure: () => this.bufferGrowth >= this.limits.bufferGrowthBudget,
         onStateChange: (c, from, to) => this.#onStateChange(key, c, from, to),
       },
       cfg,
@@ -274,6 +288,12 @@ export class TcpStack {
       else this.#active--
       if (this.#conns.get(key)?.conn === c) this.#conns.delete(key)
     }
+  }
+
+  #growBuffers(bytes: number): number {
+    const granted = Math.max(0, Math.min(bytes, this.limits.bufferGrowthBudget - this.bufferGrowth))
+    this.bufferGrowth += granted
+    return granted
   }
 
   #challengeAckAllowed(): boolean {
