@@ -7,8 +7,10 @@ import {
   objectFromFields,
   parseTarget,
   stripHopByHop,
+  stripHopByHopRaw,
 } from '../../appliance/src/http/headers.ts'
 import { classifyPreface } from '../../appliance/src/http/preface.ts'
+import { SeededRandom } from '../../appliance/src/tcp/clock.ts'
 
 test('fieldsFromRaw lower-cases names and keeps order and repeats', (t) => {
   t.deepEqual(fieldsFromRaw(['Host', 'a', 'Set-Cookie', '1', 'set-cookie', '2']), [
@@ -66,6 +68,51 @@ test('stripHopByHop drops RFC 9110 §7.6.1 fields and those Connection names', (
       ['connection', 'Upgrade'],
     ],
   )
+})
+
+test('stripHopByHopRaw gives what stripHopByHop gives, over flat arrays (seeded field lists)', (t) => {
+  const names = [
+    'Connection',
+    'connection',
+    'Keep-Alive',
+    'TE',
+    'Transfer-Encoding',
+    'Upgrade',
+    'HTTP2-Settings',
+    'Proxy-Connection',
+    'X-Private',
+    'x-other',
+    'Content-Length',
+    'Set-Cookie',
+    'Accept',
+  ]
+  const values = [
+    'close',
+    'keep-alive, X-Private',
+    'x-other,  ,TE',
+    'chunked',
+    'gzip, chunked',
+    'trailers',
+    '1',
+    '',
+  ]
+  const options = [
+    {},
+    { transferEncoding: 'keep' as const },
+    { transferEncoding: 'codings' as const },
+    { keepTeTrailers: true },
+    { keepUpgrade: true, transferEncoding: 'keep' as const },
+  ]
+  const r = new SeededRandom(0x4e4f)
+  for (let i = 0; i < 500; i++) {
+    const raw: string[] = []
+    for (let n = r.int(0, 8); n > 0; n--)
+      raw.push(names[r.int(0, names.length - 1)]!, values[r.int(0, values.length - 1)]!)
+    for (const o of options) {
+      const pairs = stripHopByHop(fieldsFromRaw(raw), o)
+      t.deepEqual(stripHopByHopRaw(raw, o), pairs.flat(), JSON.stringify({ raw, o }))
+    }
+  }
 })
 
 test('parseTarget: origin, absolute and asterisk forms; junk is null', (t) => {

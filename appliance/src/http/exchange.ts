@@ -157,11 +157,13 @@ function planDecided(
       return respond(o, localResponse(403, 'deny', false))
   }
 
+  const hooks = d.hooks
+  // No hook to run: forwarded as an Allow is (the CloudFront event is built only for a script to see).
+  if (!hooks?.onRequest && !hooks?.onResponse) return forward(input, keep, null)
   const context: CfEvent['context'] = { eventType: 'viewer-request', requestId: randomUUID() }
   if (o.event.endpointId) context.endpointId = o.event.endpointId
   if (d.policy) context.policy = d.policy
   if (d.rule) context.rule = d.rule
-  const hooks = d.hooks ?? {}
   let request = toCfRequest(input.method, input.target, input.fields)
   let head: PlanInput = input
   if (hooks.onRequest) {

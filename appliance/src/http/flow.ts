@@ -11,8 +11,12 @@ export class FlowLifetime {
   readonly client: Duplex
   readonly upstream: Duplex
   readonly done: Promise<void>
-  #last = Date.now()
   #idleMs: number
+  /** the idle timer's period: a quarter of idleMs, so a flow goes at most that long after idleMs */
+  #step: number
+  /** how long nothing has happened, in whole steps' time */
+  #quiet = 0
+  #touched = false
   #timer: NodeJS.Timeout | undefined
   #graceTimers: NodeJS.Timeout[] = []
   #finished = false
@@ -21,6 +25,7 @@ export class FlowLifetime {
     this.client = client
     this.upstream = upstream
     this.#idleMs = idleMs
+    this.#step = Math.max(1, Math.ceil(idleMs / 4))
     // A stream error is its close's business; these keep an 'error' with no other listener from throwing.
     client.on('error', noop)
     upstream.on('error', noop)
@@ -29,23 +34,26 @@ export class FlowLifetime {
       clearTimeout(this.#timer)
       for (const t of this.#graceTimers) clearTimeout(t)
     })
-    this.#arm(idleMs)
+    this.#arm()
     // Handed over already gone: nothing to proxy.
     if (client.destroyed || upstream.destroyed) this.destroy()
   }
 
-  /** Something happened on the flow: a request, a response, body bytes. */
+  /** Something happened on the flow: a request, a response, body bytes. Called per chunk: a flag, no clock. */
   touch(): void {
-    this.#last = Date.now()
+    this.#touched = true
   }
 
-  #arm(ms: number): void {
+  #arm(): void {
     if (this.#finished) return
     this.#timer = setTimeout(() => {
-      const quiet = Date.now() - this.#last
-      if (quiet >= this.#idleMs) this.destroy()
-      else this.#arm(this.#idleMs - quiet)
-    }, ms)
+      if (this.#touched) {
+        this.#touched = false
+        this.#quiet = 0
+      } else this.#quiet += this.#step
+      if (this.#quiet >= this.#idleMs) this.destroy()
+      else this.#arm()
+    }, this.#step)
   }
 
   /**

@@ -107,6 +107,43 @@ export function stripHopByHop(fields: readonly (readonly [string, string])[], o:
   return out
 }
 
+/**
+ * stripHopByHop over Node's flat [name, value, …] arrays, names lower-cased, without the per-field pairs:
+ * the path every relayed HTTP/1.1 response head takes. Same rules, same result (test/http/headers.test.ts).
+ */
+export function stripHopByHopRaw(raw: readonly string[], o: StripOptions = {}): string[] {
+  let named: Set<string> | undefined
+  const out: string[] = []
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const n = raw[i]!.toLowerCase()
+    out.push(n, raw[i + 1]!)
+    if (n !== 'connection') continue
+    named ??= new Set()
+    for (const tok of raw[i + 1]!.split(',')) {
+      const t = tok.trim().toLowerCase()
+      if (t) named.add(t)
+    }
+  }
+  let w = 0
+  for (let r = 0; r < out.length; r += 2) {
+    const n = out[r]!
+    const v = out[r + 1]!
+    const keep =
+      (!HOP_BY_HOP.has(n) && !named?.has(n)) ||
+      (o.keepUpgrade && n === 'upgrade') ||
+      (n === 'transfer-encoding' &&
+        (o.transferEncoding === 'keep' ||
+          (o.transferEncoding === 'codings' && v.trim().toLowerCase() !== 'chunked'))) ||
+      (o.keepTeTrailers && n === 'te' && v.trim().toLowerCase() === 'trailers')
+    if (!keep) continue
+    out[w++] = n
+    out[w++] = v
+  }
+  out.length = w
+  if (o.keepUpgrade) out.push('connection', 'Upgrade')
+  return out
+}
+
 /** Replaces (or adds) a field, keeping its position. */
 export function setField(fields: Fields, name: string, value: string): void {
   let done = false

@@ -75,9 +75,8 @@ export class TcpSocket extends Duplex {
     }
   }
 
-  // _read is not called again while a read is outstanding (Readable's `reading` stays set until the next
-  // push), so a consumer draining a full buffer (a resumed pipe) would never reopen the window: account
-  // after every read() as well.
+  // Bytes leave the readable buffer only through read() (flowing mode, pipe and resume call it too) or straight
+  // from push() to 'data' (onData accounts for those): account after every read().
   override read(size?: number): unknown {
     const out = super.read(size)
     if (this.readableLength < this.#unread) this.#syncConsumed()
@@ -85,8 +84,7 @@ export class TcpSocket extends Duplex {
   }
 
   override _read(): void {
-    // Called inside read() before the bytes leave the buffer; look once it has returned.
-    process.nextTick(() => this.#syncConsumed())
+    // Data is pushed as it arrives; read() above reopens the window once bytes have left the buffer.
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {

@@ -1,0 +1,394 @@
+// HTTP/1.1 toward the origin over the flow's one upstream connection (ARCHITECTURE.md item 7: no upstream
+// connection is ever shared between flows, and none is ever opened here). Exchanges queue and go one at a
+// time in order — we never pipeline upstream: a request's head is written, its body streamed with the
+// client's framing, and the response parsed by llhttp (llhttp.ts, the parser Node's own client uses) and
+// handed to the exchange's callbacks. Once the connection is gone (closed, a response without keep-alive, a
+// parse error, an upgrade), every later exchange fails with FG_ERR_HTTP_UPSTREAM_GONE.
+//
+// This replaces http.request over a one-socket Agent: the same parser and the same rules, without the
+// ClientRequest / Agent / IncomingMessage machinery per request (bench/http-intercept.ts).
+
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { Fields } from './headers.ts'
+import { type LlhttpParser, type ParserCallbacks, responseParser } from './llhttp.ts'
+
+export class UpstreamGoneError extends Error {
+  readonly code = 'FG_ERR_HTTP_UPSTREAM_GONE'
+  constructor() {
+    super('the flow’s upstream connection is closed; no other is opened')
+    this.name = 'UpstreamGoneError'
+  }
+}
+
+export type ProtocolError = Error & { code?: string }
+
+export interface UpstreamHead {
+  status: number
+  statusMessage: string
+  /** [name, value, …] as the origin sent them */
+  rawHeaders: string[]
+  /** the connection stays usable after this response */
+  keepAlive: boolean
+}
+
+/** How a request body goes upstream: none, as it comes (Content-Length), or chunked (re-framed here). */
+export type BodyFraming = 'none' | 'length' | 'chunked'
+
+export interface UpstreamExchange {
+  readonly method: string
+  /** the request head, latin1 (requestHead()) */
+  readonly head: string
+  readonly framing: BodyFraming
+  /** the body ('data' and 'end'); read only once the head has gone, so pipelined bodies wait their turn */
+  readonly body: IncomingMessage | null
+  /** a WebSocket handshake: a 101 hands the connection over (onUpgrade) */
+  readonly upgrade: boolean
+  /** request body bytes went upstream */
+  onRequestBody(chunk: Buffer): void
+  /** the whole request has gone upstream (at once when it has no body) */
+  onRequestEnd(): void
+  /** 1xx other than 101 */
+  onInformation(status: number, rawHeaders: string[]): void
+  onResponse(head: UpstreamHead): void
+  onBody(chunk: Buffer): void
+  onEnd(rawTrailers: string[]): void
+  /** failed before or during the response (the connection is gone); code HPE_* for a parse error */
+  onError(err: ProtocolError): void
+  onUpgrade(head: UpstreamHead, socket: Duplex, rest: Buffer): void
+}
+
+/** The request head as it goes on the wire (names as given, values as validated by the caller). */
+export function requestHead(method: string, target: string, fields: Fields): string {
+  let s = `${method} ${target} HTTP/1.1\r\n`
+  for (let i = 0; i < fields.length; i++) {
+    const f = fields[i]!
+    s += `${f[0]}: ${f[1]}\r\n`
+  }
+  return `${s}\r\n`
+}
+
+const reset = (message: string): ProtocolError => Object.assign(new Error(message), { code: 'ECONNRESET' })
+const protocolError = (code: string, message: string): ProtocolError =>
+  Object.assign(new Error(message), { code })
+
+export class Http1Upstream implements ParserCallbacks {
+  readonly socket: Duplex
+  #parser: LlhttpParser | null
+  #onBug: (err: unknown, ex: UpstreamExchange | null) => void
+  #queue: UpstreamExchange[] = []
+  #active: UpstreamExchange | null = null
+  /** the active exchange's final (or 101) head has come */
+  #responded = false
+  #responseDone = false
+  #requestDone = false
+  #keepAlive = true
+  #upgradeHead: UpstreamHead | null = null
+  /** header lines flushed before their head completed, or trailers */
+  #flushed: string[] = []
+  /** set when parsing must stop (an unsolicited or impossible response), handled after execute returns */
+  #halt: ProtocolError | null = null
+  #gone = false
+  #detached = false
+  /** inside parser.execute: the next exchange waits until it returns (below) */
+  #parsing = false
+  #startAfterParse = false
+
+  constructor(
+    socket: Duplex,
+    maxHeaderBytes: number,
+    onBug: (err: unknown, ex: UpstreamExchange | null) => void,
+  ) {
+    this.socket = socket
+    this.#onBug = onBug
+    this.#parser = responseParser(this, maxHeaderBytes)
+    socket.on('data', this.#onData)
+    socket.on('end', this.#onEof)
+    socket.on('close', this.#onClose)
+  }
+
+  /** No exchange will be carried any more (closed, not kept alive, failed, upgraded). */
+  get gone(): boolean {
+    return this.#gone
+  }
+
+  /** Queues an exchange; it fails at once (onError, synchronously) when the connection is gone. */
+  send(ex: UpstreamExchange): void {
+    if (this.#gone) {
+      ex.onError(new UpstreamGoneError())
+      return
+    }
+    if (this.#active) this.#queue.push(ex)
+    else this.#start(ex)
+  }
+
+  /** Backpressure from the response's reader. */
+  pause(): void {
+    this.socket.pause()
+  }
+  resume(): void {
+    if (!this.#detached) this.socket.resume()
+  }
+
+  /** Gives up on the connection (the exchange was answered otherwise): nothing more is parsed or sent. */
+  abort(): void {
+    this.#halt ??= reset('aborted')
+    this.#active = null
+    this.#setGone()
+    this.socket.destroy()
+  }
+
+  #start(ex: UpstreamExchange): void {
+    const s = this.socket
+    // Bytes the origin sent before this request was made cannot be its answer: they are parsed first, with no
+    // exchange active, so that a stray response fails the connection instead (onMessageBegin).
+    for (let n = 0; n < 64 && !this.#halt && s.readableLength > 0 && !s.destroyed; n++) s.read()
+    if (this.#gone || s.destroyed || !s.writable) {
+      this.#setGone()
+      ex.onError(new UpstreamGoneError())
+      return
+    }
+    this.#active = ex
+    this.#responded = false
+    this.#responseDone = false
+    this.#keepAlive = true
+    this.#requestDone = ex.framing === 'none' || ex.body === null
+    s.write(ex.head, 'latin1')
+    if (this.#requestDone) ex.onRequestEnd()
+    else this.#pump(ex, ex.body!)
+  }
+
+  #pump(ex: UpstreamExchange, body: IncomingMessage): void {
+    const s = this.socket
+    const chunked = ex.framing === 'chunked'
+    const resume = () => body.resume()
+    body.on('data', (c: Buffer) => {
+      if (this.#active !== ex || c.length === 0) return
+      ex.onRequestBody(c)
+      let ok: boolean
+      if (chunked) {
+        s.cork()
+        s.write(`${c.length.toString(16)}\r\n`, 'latin1')
+        s.write(c)
+        ok = s.write('\r\n', 'latin1')
+        s.uncork()
+      } else ok = s.write(c)
+      if (!ok) {
+        body.pause()
+        s.once('drain', resume)
+      }
+    })
+    body.on('end', () => {
+      if (this.#active !== ex) return
+      if (chunked) {
+        let last = '0\r\n'
+        const t = body.rawTrailers
+        for (let i = 0; i + 1 < t.length; i += 2) last += `${t[i]}: ${t[i + 1]}\r\n`
+        s.write(`${last}\r\n`, 'latin1')
+      }
+      this.#requestDone = true
+      ex.onRequestEnd()
+      this.#next()
+    })
+    // A body cut short (the client went away mid-request) leaves the upstream mid-message: it is unusable.
+    body.on('error', () => undefined)
+    body.on('close', () => {
+      if (this.#active === ex && !this.#requestDone) this.abort()
+    })
+  }
+
+  /** The active exchange is over when both its request and its response are. */
+  #next(): void {
+    if (!this.#active || !this.#responseDone || !this.#requestDone) return
+    this.#active = null
+    if (!this.#keepAlive) {
+      this.#setGone()
+      return
+    }
+    // Not from inside the parser: what follows the response in this read answers no request yet.
+    if (this.#parsing) this.#startAfterParse = true
+    else {
+      const ex = this.#queue.shift()
+      if (ex) this.#start(ex)
+    }
+  }
+
+  #setGone(): void {
+    if (this.#gone) return
+    this.#gone = true
+    const q = this.#queue
+    this.#queue = []
+    for (const ex of q) ex.onError(new UpstreamGoneError())
+  }
+
+  #fail(err: ProtocolError): void {
+    const ex = this.#active
+    this.abort()
+    ex?.onError(err)
+  }
+
+  #onData = (chunk: Buffer): void => {
+    const p = this.#parser
+    if (!p || this.#halt) return
+    let r: ReturnType<LlhttpParser['execute']>
+    this.#parsing = true
+    try {
+      r = p.execute(chunk)
+    } catch (err) {
+      // A bug in a callback (they run inside execute): this exchange is lost, never the process.
+      const ex = this.#active
+      this.abort()
+      this.#onBug(err, ex)
+      return
+    } finally {
+      this.#parsing = false
+    }
+    if (typeof r !== 'number') {
+      this.#fail(r)
+      return
+    }
+    if (this.#halt) {
+      this.#fail(this.#halt)
+      return
+    }
+    if (this.#upgradeHead) {
+      this.#handOver(this.#upgradeHead, chunk.subarray(r))
+      return
+    }
+    if (this.#startAfterParse) {
+      this.#startAfterParse = false
+      const ex = this.#queue.shift()
+      if (ex) this.#start(ex)
+    }
+  }
+
+  #onEof = (): void => {
+    if (this.#halt || this.#detached) {
+      this.#setGone()
+      return
+    }
+    const p = this.#parser
+    // End of input completes a close-delimited body; any other unfinished response was cut short.
+    if (p && this.#active && this.#responded && !this.#responseDone) {
+      try {
+        p.finish()
+      } catch (err) {
+        const ex = this.#active
+        this.abort()
+        this.#onBug(err, ex)
+        return
+      }
+    }
+    if (this.#active && !this.#responseDone) {
+      this.#fail(reset('the upstream closed before the response ended'))
+      return
+    }
+    this.#active = null
+    this.#setGone()
+    // As Node's client does at the server's end of input: nothing more can be asked of this connection.
+    this.socket.destroy()
+  }
+
+  #onClose = (): void => {
+    this.#onEof()
+    this.#closeParser()
+  }
+
+  #closeParser(): void {
+    const p = this.#parser
+    this.#parser = null
+    p?.close()
+  }
+
+  #handOver(head: UpstreamHead, rest: Buffer): void {
+    const ex = this.#active!
+    const s = this.socket
+    this.#active = null
+    this.#detached = true
+    this.#setGone()
+    s.removeListener('data', this.#onData)
+    s.removeListener('end', this.#onEof)
+    s.removeListener('close', this.#onClose)
+    // As Node's client does on an upgrade: whoever takes the socket next starts it flowing.
+    ;(s as { readableFlowing: boolean | null }).readableFlowing = null
+    this.#closeParser()
+    ex.onUpgrade(head, s, rest)
+  }
+
+  // ---- llhttp callbacks (inside execute/finish)
+
+  onMessageBegin(): void {
+    // A response starts: there must be a request waiting for it (a 1xx leaves it waiting for the final one).
+    if (!this.#halt && (!this.#active || this.#responseDone))
+      this.#halt = protocolError('HPE_UNSOLICITED_RESPONSE', 'a response to no request')
+  }
+
+  onHeaders(headers: string[], _url: string): void {
+    for (let i = 0; i < headers.length; i++) this.#flushed.push(headers[i]!)
+  }
+
+  onHeadersComplete(
+    _major: number,
+    _minor: number,
+    headers: string[] | undefined,
+    _method: number | undefined,
+    _url: string | undefined,
+    status: number | undefined,
+    statusMessage: string | undefined,
+    _upgrade: boolean,
+    keepAlive: boolean,
+  ): number {
+    if (this.#halt) return 0
+    let raw = headers
+    if (raw === undefined) {
+      raw = this.#flushed
+      this.#flushed = []
+    }
+    const ex = this.#active
+    if (!ex || this.#responded) {
+      this.#halt = protocolError('HPE_UNSOLICITED_RESPONSE', 'a response to no request')
+      return 0
+    }
+    const code = status ?? 0
+    const head: UpstreamHead = {
+      status: code,
+      statusMessage: statusMessage ?? '',
+      rawHeaders: raw,
+      keepAlive,
+    }
+    if (code === 101) {
+      // llhttp stops after a 101 whatever its fields: the rest is the new protocol's.
+      if (ex.upgrade) {
+        this.#responded = true
+        this.#upgradeHead = head
+      } else
+        this.#halt = protocolError('HPE_UNEXPECTED_UPGRADE', '101 to a request that asked for no upgrade')
+      return 0
+    }
+    if (code < 200) {
+      ex.onInformation(code, raw)
+      return 1
+    }
+    this.#responded = true
+    this.#keepAlive = keepAlive
+    ex.onResponse(head)
+    return ex.method === 'HEAD' ? 1 : 0
+  }
+
+  onBody(chunk: Buffer): void {
+    if (this.#halt || !this.#responded) return
+    this.#active?.onBody(chunk)
+  }
+
+  onMessageComplete(): void {
+    // A 1xx ends here too (the final response follows); a 101 is handed over once execute returns.
+    if (this.#halt || !this.#responded || this.#upgradeHead) return
+    const ex = this.#active
+    if (!ex) return
+    const trailers = this.#flushed
+    this.#flushed = []
+    this.#responseDone = true
+    ex.onEnd(trailers)
+    this.#next()
+  }
+}
