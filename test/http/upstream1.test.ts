@@ -22,8 +22,10 @@ interface Wired {
 }
 
 /** client ⇄ [client | proxyClient] → interceptHttp → [proxyUpstream | origin] ⇄ `origin`. */
-function wire(origin: (d: Duplex) => void, o: Partial<InterceptOptions> = {}): Wired {
+function wire(origin: (d: Duplex) => void, o: Partial<InterceptOptions> = {}, tls = false): Wired {
   const [client, proxyClient] = duplexPair()
+  // As a TLS socket would look to interceptHttp: no h2c preface sniffing (ALPN said http/1.1).
+  if (tls) Object.assign(proxyClient, { encrypted: true })
   const [proxyUpstream, originSide] = duplexPair()
   origin(originSide)
   const stats = createHttpStats()
@@ -199,4 +201,129 @@ test('bytes from the origin that answer no request never reach the client as an 
   t.notRegex(w.got(), /smuggle/)
   // The client either got our 502 or a closed connection, never the origin's stray 200.
   t.true(w.got() === '' || /^HTTP\/1\.1 502 /.test(w.got()), JSON.stringify(w.got()))
+})
+
+// ---- the client side (http1.ts writes the answers itself: framing for the client's version, order, closes)
+
+/** Sends `input` (then a FIN), returns everything read back once the flow has ended. */
+async function exchange(
+  origin: (d: Duplex) => void,
+  input: string,
+  o: Partial<InterceptOptions> = {},
+  tls = false,
+) {
+  const w = wire(origin, o, tls)
+  w.client.end(input)
+  await w.done
+  return { text: w.got(), stats: w.stats }
+}
+
+const chunkedOrigin = () => {
+  const server = http.createServer((req, res) => {
+    req.resume()
+    // No Content-Length: chunked on the wire to us.
+    res.write(`part one of ${req.url}|`)
+    res.end('part two')
+  })
+  return (d: Duplex) => server.emit('connection', d)
+}
+
+test('HTTP/1.0 clients: a chunked answer goes back close-delimited; keep-alive only when asked and framed', async (t) => {
+  const plain = await exchange(chunkedOrigin(), 'GET /x HTTP/1.0\r\nHost: origin.test\r\n\r\n')
+  t.regex(plain.text, /^HTTP\/1\.1 200 OK\r\n/)
+  t.notRegex(plain.text, /transfer-encoding/i)
+  t.regex(plain.text, /\r\nConnection: close\r\n/)
+  t.true(plain.text.endsWith('\r\n\r\npart one of /x|part two'))
+  // Keep-alive asked, but the answer has no length: the close ends it, so the connection closes.
+  const asked = await exchange(
+    chunkedOrigin(),
+    'GET /y HTTP/1.0\r\nHost: origin.test\r\nConnection: keep-alive\r\n\r\nGET /z HTTP/1.0\r\nHost: origin.test\r\n\r\n',
+  )
+  t.regex(asked.text, /\r\nConnection: close\r\n/)
+  t.notRegex(asked.text, /\/z/, 'nothing after the close-delimited answer')
+  // A framed answer keeps a 1.0 keep-alive connection.
+  const origin = recordingOrigin()
+  const framed = await exchange(
+    origin.attach,
+    'GET /a HTTP/1.0\r\nHost: origin.test\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\nHost: origin.test\r\n\r\n',
+  )
+  t.deepEqual(
+    origin.seen.map((s) => s.url),
+    ['/a', '/b'],
+  )
+  t.regex(
+    framed.text,
+    /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\nConnection: keep-alive\r\n[\s\S]*HTTP\/1\.1 200 OK\r\n[\s\S]*\r\nConnection: close\r\n/,
+  )
+})
+
+test('HTTP/1.1 clients get a chunked answer re-chunked, with its trailers', async (t) => {
+  const server = http.createServer((req, res) => {
+    req.resume()
+    res.setHeader('trailer', 'x-sum')
+    res.write('abc')
+    res.addTrailers({ 'x-sum': '42' })
+    res.end('def')
+  })
+  const r = await exchange((d) => server.emit('connection', d), 'GET / HTTP/1.1\r\nHost: origin.test\r\n\r\n')
+  t.regex(r.text, /\r\nTransfer-Encoding: chunked\r\n/)
+  t.true(r.text.endsWith('\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\nx-sum: 42\r\n\r\n'), JSON.stringify(r.text))
+})
+
+test('an expectation other than 100-continue is a 417; the connection goes on', async (t) => {
+  const origin = recordingOrigin()
+  const r = await exchange(
+    origin.attach,
+    'POST /e HTTP/1.1\r\nHost: origin.test\r\nExpect: something-else\r\nContent-Length: 3\r\n\r\nabc' +
+      'GET /after HTTP/1.1\r\nHost: origin.test\r\n\r\n',
+  )
+  t.regex(r.text, /^HTTP\/1\.1 417 Expectation Failed\r\n/)
+  t.deepEqual(
+    origin.seen.map((s) => s.url),
+    ['/after'],
+  )
+  t.true(r.text.endsWith('GET /after '))
+})
+
+test('Upgrade: h2c is served as HTTP/1.1, and a request pipelined after it is served too', async (t) => {
+  const origin = recordingOrigin()
+  const r = await exchange(
+    origin.attach,
+    'GET /a HTTP/1.1\r\nHost: origin.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n' +
+      'GET /b HTTP/1.1\r\nHost: origin.test\r\n\r\n',
+  )
+  t.deepEqual(
+    origin.seen.map((s) => [s.url, s.headers.upgrade, s.headers['http2-settings']]),
+    [
+      ['/a', undefined, undefined],
+      ['/b', undefined, undefined],
+    ],
+  )
+  t.deepEqual(bodies(r.text), ['GET /a ', 'GET /b '])
+})
+
+test('a pipelined Deny waits for the answer before it, and a denied body is read off, not forwarded', async (t) => {
+  const origin = recordingOrigin(30)
+  const r = await exchange(
+    origin.attach,
+    'GET /slow HTTP/1.1\r\nHost: origin.test\r\n\r\n' +
+      'POST /denied HTTP/1.1\r\nHost: origin.test\r\nContent-Length: 26\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n' +
+      'GET /last HTTP/1.1\r\nHost: origin.test\r\n\r\n',
+    { decide: (f) => ({ action: f.path === '/denied' ? 'Deny' : 'Allow' }) },
+  )
+  const statuses = [...r.text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1])
+  t.deepEqual(statuses, ['200', '403', '200'])
+  t.deepEqual(
+    origin.seen.map((s) => s.url),
+    ['/slow', '/last'],
+  )
+  t.is(r.stats.localResponses.deny, 1)
+})
+
+test('an HTTP/2 preface on a connection that chose HTTP/1.1 is a 400, never forwarded', async (t) => {
+  const origin = recordingOrigin()
+  const r = await exchange(origin.attach, 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', {}, true)
+  t.regex(r.text, /^HTTP\/1\.1 400 /)
+  t.is(r.stats.malformed.client, 1)
+  t.is(origin.seen.length, 0)
 })

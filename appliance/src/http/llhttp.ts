@@ -67,10 +67,22 @@ if (
 )
   throw new Error('this Node.js has no usable _http_common.HTTPParser (llhttp); the HTTP/1.1 layer needs it')
 
+/** Method names by the index a request parser gives (llhttp's table). */
+export const METHODS: readonly string[] = methods
+
 /** A response parser whose callbacks are `cb`'s methods (called with `cb` as `this`). */
 export function responseParser(cb: ParserCallbacks, maxHeaderSize: number): LlhttpParser {
+  return parser(HTTPParser.RESPONSE, cb, maxHeaderSize)
+}
+
+/** A request parser, likewise. */
+export function requestParser(cb: ParserCallbacks, maxHeaderSize: number): LlhttpParser {
+  return parser(HTTPParser.REQUEST, cb, maxHeaderSize)
+}
+
+function parser(type: number, cb: ParserCallbacks, maxHeaderSize: number): LlhttpParser {
   const p = new HTTPParser()
-  p.initialize(HTTPParser.RESPONSE, {}, maxHeaderSize, HTTPParser.kLenientNone)
+  p.initialize(type, {}, maxHeaderSize, HTTPParser.kLenientNone)
   p[HTTPParser.kOnMessageBegin] = cb.onMessageBegin.bind(cb)
   p[HTTPParser.kOnHeaders] = cb.onHeaders.bind(cb)
   p[HTTPParser.kOnHeadersComplete] = cb.onHeadersComplete.bind(cb)

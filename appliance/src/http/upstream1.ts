@@ -8,7 +8,6 @@
 // This replaces http.request over a one-socket Agent: the same parser and the same rules, without the
 // ClientRequest / Agent / IncomingMessage machinery per request (bench/http-intercept.ts).
 
-import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Fields } from './headers.ts'
 import { type LlhttpParser, type ParserCallbacks, responseParser } from './llhttp.ts'
@@ -40,14 +39,13 @@ export interface UpstreamExchange {
   /** the request head, latin1 (requestHead()) */
   readonly head: string
   readonly framing: BodyFraming
-  /** the body ('data' and 'end'); read only once the head has gone, so pipelined bodies wait their turn */
-  readonly body: IncomingMessage | null
   /** a WebSocket handshake: a 101 hands the connection over (onUpgrade) */
   readonly upgrade: boolean
-  /** request body bytes went upstream */
-  onRequestBody(chunk: Buffer): void
-  /** the whole request has gone upstream (at once when it has no body) */
-  onRequestEnd(): void
+  /**
+   * Its turn has come and its head has gone: the body follows through writeBody/endBody (so a pipelined
+   * request's body waits for its turn). With framing 'none' the request is complete already.
+   */
+  onStart(): void
   /** 1xx other than 101 */
   onInformation(status: number, rawHeaders: string[]): void
   onResponse(head: UpstreamHead): void
@@ -72,10 +70,19 @@ const reset = (message: string): ProtocolError => Object.assign(new Error(messag
 const protocolError = (code: string, message: string): ProtocolError =>
   Object.assign(new Error(message), { code })
 
+export interface UpstreamOptions {
+  maxHeaderBytes: number
+  /** an exception out of an exchange's callback: that exchange is lost (the connection is aborted) */
+  onBug(err: unknown, ex: UpstreamExchange | null): void
+  /** around each parse of a read from the origin (the client side corks its writes in between) */
+  onParse?(): void
+  onParsed?(): void
+}
+
 export class Http1Upstream implements ParserCallbacks {
   readonly socket: Duplex
   #parser: LlhttpParser | null
-  #onBug: (err: unknown, ex: UpstreamExchange | null) => void
+  #o: UpstreamOptions
   #queue: UpstreamExchange[] = []
   #active: UpstreamExchange | null = null
   /** the active exchange's final (or 101) head has come */
@@ -94,14 +101,10 @@ export class Http1Upstream implements ParserCallbacks {
   #parsing = false
   #startAfterParse = false
 
-  constructor(
-    socket: Duplex,
-    maxHeaderBytes: number,
-    onBug: (err: unknown, ex: UpstreamExchange | null) => void,
-  ) {
+  constructor(socket: Duplex, o: UpstreamOptions) {
     this.socket = socket
-    this.#onBug = onBug
-    this.#parser = responseParser(this, maxHeaderBytes)
+    this.#o = o
+    this.#parser = responseParser(this, o.maxHeaderBytes)
     socket.on('data', this.#onData)
     socket.on('end', this.#onEof)
     socket.on('close', this.#onClose)
@@ -152,49 +155,43 @@ export class Http1Upstream implements ParserCallbacks {
     this.#responded = false
     this.#responseDone = false
     this.#keepAlive = true
-    this.#requestDone = ex.framing === 'none' || ex.body === null
+    this.#requestDone = ex.framing === 'none'
     s.write(ex.head, 'latin1')
-    if (this.#requestDone) ex.onRequestEnd()
-    else this.#pump(ex, ex.body!)
+    ex.onStart()
   }
 
-  #pump(ex: UpstreamExchange, body: IncomingMessage): void {
+  /**
+   * A chunk of the active exchange's request body, framed as the exchange said. False when the connection's
+   * buffer is full: wait for the socket's 'drain'.
+   */
+  writeBody(ex: UpstreamExchange, c: Buffer): boolean {
     const s = this.socket
-    const chunked = ex.framing === 'chunked'
-    const resume = () => body.resume()
-    body.on('data', (c: Buffer) => {
-      if (this.#active !== ex || c.length === 0) return
-      ex.onRequestBody(c)
-      let ok: boolean
-      if (chunked) {
-        s.cork()
-        s.write(`${c.length.toString(16)}\r\n`, 'latin1')
-        s.write(c)
-        ok = s.write('\r\n', 'latin1')
-        s.uncork()
-      } else ok = s.write(c)
-      if (!ok) {
-        body.pause()
-        s.once('drain', resume)
-      }
-    })
-    body.on('end', () => {
-      if (this.#active !== ex) return
-      if (chunked) {
-        let last = '0\r\n'
-        const t = body.rawTrailers
-        for (let i = 0; i + 1 < t.length; i += 2) last += `${t[i]}: ${t[i + 1]}\r\n`
-        s.write(`${last}\r\n`, 'latin1')
-      }
-      this.#requestDone = true
-      ex.onRequestEnd()
-      this.#next()
-    })
-    // A body cut short (the client went away mid-request) leaves the upstream mid-message: it is unusable.
-    body.on('error', () => undefined)
-    body.on('close', () => {
-      if (this.#active === ex && !this.#requestDone) this.abort()
-    })
+    if (this.#active !== ex || this.#requestDone || c.length === 0) return true
+    if (ex.framing !== 'chunked') return s.write(c)
+    s.cork()
+    s.write(`${c.length.toString(16)}\r\n`, 'latin1')
+    s.write(c)
+    const ok = s.write('\r\n', 'latin1')
+    s.uncork()
+    return ok
+  }
+
+  /** The active exchange's request body is complete (with its trailers, when chunked). */
+  endBody(ex: UpstreamExchange, rawTrailers: readonly string[]): void {
+    if (this.#active !== ex || this.#requestDone) return
+    if (ex.framing === 'chunked') {
+      let last = '0\r\n'
+      for (let i = 0; i + 1 < rawTrailers.length; i += 2)
+        last += `${rawTrailers[i]}: ${rawTrailers[i + 1]}\r\n`
+      this.socket.write(`${last}\r\n`, 'latin1')
+    }
+    this.#requestDone = true
+    this.#next()
+  }
+
+  /** The request body was cut short (the client went away mid-request): the connection is mid-message. */
+  abortBody(ex: UpstreamExchange): void {
+    if (this.#active === ex && !this.#requestDone) this.abort()
   }
 
   /** The active exchange is over when both its request and its response are. */
@@ -232,16 +229,18 @@ export class Http1Upstream implements ParserCallbacks {
     if (!p || this.#halt) return
     let r: ReturnType<LlhttpParser['execute']>
     this.#parsing = true
+    this.#o.onParse?.()
     try {
       r = p.execute(chunk)
     } catch (err) {
       // A bug in a callback (they run inside execute): this exchange is lost, never the process.
       const ex = this.#active
       this.abort()
-      this.#onBug(err, ex)
+      this.#o.onBug(err, ex)
       return
     } finally {
       this.#parsing = false
+      this.#o.onParsed?.()
     }
     if (typeof r !== 'number') {
       this.#fail(r)
@@ -270,13 +269,16 @@ export class Http1Upstream implements ParserCallbacks {
     const p = this.#parser
     // End of input completes a close-delimited body; any other unfinished response was cut short.
     if (p && this.#active && this.#responded && !this.#responseDone) {
+      this.#o.onParse?.()
       try {
         p.finish()
       } catch (err) {
         const ex = this.#active
         this.abort()
-        this.#onBug(err, ex)
+        this.#o.onBug(err, ex)
         return
+      } finally {
+        this.#o.onParsed?.()
       }
     }
     if (this.#active && !this.#responseDone) {
