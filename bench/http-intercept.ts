@@ -1,7 +1,8 @@
 // What the HTTP layer adds per request: sequential keep-alive requests from a Node client to a Node origin
 // over in-memory duplexPair streams (no TLS, no TCP, so the figure is the layer's own), directly and through
-// interceptHttp (Allow, and Inspect with both hooks in the script sandbox), for HTTP/1.1 and HTTP/2.
-// Prints p50/p99 per request and the added time against the direct run measured in the same process.
+// interceptHttp (Allow; Inspect without hooks, as an Inspect rule that only decides per request; Inspect with
+// both hooks in the script sandbox), for HTTP/1.1 and HTTP/2. Prints p50/p99 per request and the added time
+// against the direct run measured in the same process.
 import http from 'node:http'
 import http2 from 'node:http2'
 import type net from 'node:net'
@@ -15,7 +16,7 @@ const WARMUP = 200
 const BUDGET_MS = 20_000
 const BODY = Buffer.alloc(1024, 0x61)
 
-type Mode = 'direct' | 'allow' | 'inspect'
+type Mode = 'direct' | 'allow' | 'decide' | 'inspect'
 const scripts = await ScriptEngine.create()
 const hooks = {
   onRequest:
@@ -38,7 +39,11 @@ function wire(mode: Mode, protocol: 'http/1.1' | 'h2', originSide: (d: Duplex) =
     sni: null,
     authority: 'bench.test',
     decide: () =>
-      mode === 'inspect' ? { action: 'Inspect', policy: 'p', rule: 'r', hooks } : { action: 'Allow' },
+      mode === 'inspect'
+        ? { action: 'Inspect', policy: 'p', rule: 'r', hooks }
+        : mode === 'decide'
+          ? { action: 'Inspect', policy: 'p', rule: 'r' }
+          : { action: 'Allow' },
     scripts,
     event: { endpointId: 'vpce-01234567890abcdef', viewerIp: '10.0.0.1' },
     stats: createHttpStats(),
@@ -137,12 +142,15 @@ for (const [name, run] of [
   const direct = await run('direct')
   const base = pct(direct, 0.5)
   console.log(`${name}: ${direct.length} sequential requests per mode, 1 KiB responses`)
-  console.log(`  direct           p50 ${base.toFixed(0)} µs  p99 ${pct(direct, 0.99).toFixed(0)} µs`)
-  for (const mode of ['allow', 'inspect'] as const) {
+  console.log(
+    `  direct                     p50 ${base.toFixed(0)} µs  p99 ${pct(direct, 0.99).toFixed(0)} µs`,
+  )
+  for (const mode of ['allow', 'decide', 'inspect'] as const) {
     const xs = await run(mode)
     const p50 = pct(xs, 0.5)
+    const label = mode === 'decide' ? 'inspect, no hooks' : mode
     console.log(
-      `  through (${mode.padEnd(7)}) p50 ${p50.toFixed(0)} µs  p99 ${pct(xs, 0.99).toFixed(0)} µs  ` +
+      `  through ${`(${label})`.padEnd(19)} p50 ${p50.toFixed(0)} µs  p99 ${pct(xs, 0.99).toFixed(0)} µs  ` +
         `added ${(p50 - base).toFixed(0)} µs  ×${(p50 / base).toFixed(2)}`,
     )
   }

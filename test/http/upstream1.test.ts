@@ -327,3 +327,53 @@ test('an HTTP/2 preface on a connection that chose HTTP/1.1 is a 400, never forw
   t.is(r.stats.malformed.client, 1)
   t.is(origin.seen.length, 0)
 })
+
+test('a response with a stray one after it in the same read: the answer goes back, the stray fails the upstream', async (t) => {
+  const w = wire((d) => {
+    d.on('error', () => {})
+    d.once('data', () => {
+      d.write(
+        'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst' +
+          'HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsmuggle',
+      )
+    })
+  })
+  w.client.write('GET /a HTTP/1.1\r\nHost: origin.test\r\n\r\n')
+  // The upstream is dropped; with nothing in flight, so is the client connection (which hangs up in turn).
+  w.client.on('end', () => w.client.end())
+  await w.done
+  t.regex(w.got(), /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nfirst$/)
+  t.is(w.stats.malformed.upstream, 1)
+})
+
+test('a body of declared length split over many reads arrives whole, and the connection goes on', async (t) => {
+  const body = Buffer.alloc(200_000, 0x61)
+  let served = 0
+  const w = wire((d) => {
+    d.on('error', () => {})
+    d.on('end', () => d.end())
+    let buf = ''
+    d.on('data', (c: Buffer) => {
+      buf += c.toString('latin1')
+      while (buf.includes('\r\n\r\n')) {
+        buf = buf.slice(buf.indexOf('\r\n\r\n') + 4)
+        served++
+        d.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`)
+        // In pieces that do not line up with anything.
+        for (let i = 0; i < body.length; i += 7_777) d.write(body.subarray(i, i + 7_777))
+      }
+    })
+  })
+  w.client.end('GET /1 HTTP/1.1\r\nHost: origin.test\r\n\r\nGET /2 HTTP/1.1\r\nHost: origin.test\r\n\r\n')
+  await w.done
+  t.is(served, 2)
+  const parts = w
+    .got()
+    .split(/HTTP\/1\.1 200 OK\r\n[\s\S]*?\r\n\r\n/)
+    .filter((p) => p.length > 0)
+  t.deepEqual(
+    parts.map((p) => p.length),
+    [body.length, body.length],
+  )
+  t.is(w.stats.upstreamResponses, 2)
+})

@@ -89,6 +89,9 @@ class Http1Flow implements ParserCallbacks {
         if (ex instanceof Exchange) this.client.destroy()
         else if (ex instanceof UpgradeExchange) ex.socket.destroy()
       },
+      onStray: () => {
+        this.o.stats.malformed.upstream++
+      },
       onParse: () => {
         this.#inParse++
       },

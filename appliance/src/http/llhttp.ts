@@ -67,6 +67,9 @@ if (
 )
   throw new Error('this Node.js has no usable _http_common.HTTPParser (llhttp); the HTTP/1.1 layer needs it')
 
+/** The response parser type, for initialize() (a parser is re-initialized to start afresh). */
+export const RESPONSE_TYPE = HTTPParser.RESPONSE
+
 /** Method names by the index a request parser gives (llhttp's table). */
 export const METHODS: readonly string[] = methods
 

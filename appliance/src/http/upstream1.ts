@@ -10,7 +10,7 @@
 
 import type { Duplex } from 'node:stream'
 import type { Fields } from './headers.ts'
-import { type LlhttpParser, type ParserCallbacks, responseParser } from './llhttp.ts'
+import { type LlhttpParser, type ParserCallbacks, RESPONSE_TYPE, responseParser } from './llhttp.ts'
 
 export class UpstreamGoneError extends Error {
   readonly code = 'FG_ERR_HTTP_UPSTREAM_GONE'
@@ -66,6 +66,22 @@ export function requestHead(method: string, target: string, fields: Fields): str
   return `${s}\r\n`
 }
 
+/** The Content-Length of a response llhttp accepted, when it frames the body alone (no Transfer-Encoding); else -1. */
+function declaredLength(raw: readonly string[]): number {
+  let length = -1
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const n = raw[i]!
+    if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') return -1
+    if (n.length === 14 && n.toLowerCase() === 'content-length') {
+      // llhttp has checked it: digits, and one value however often it is repeated.
+      const v = Number(raw[i + 1]!.trim())
+      if (!Number.isSafeInteger(v) || v < 0) return -1
+      length = v
+    }
+  }
+  return length
+}
+
 const reset = (message: string): ProtocolError => Object.assign(new Error(message), { code: 'ECONNRESET' })
 const protocolError = (code: string, message: string): ProtocolError =>
   Object.assign(new Error(message), { code })
@@ -74,6 +90,8 @@ export interface UpstreamOptions {
   maxHeaderBytes: number
   /** an exception out of an exchange's callback: that exchange is lost (the connection is aborted) */
   onBug(err: unknown, ex: UpstreamExchange | null): void
+  /** the origin broke the protocol while no exchange was waiting (bytes that answer no request) */
+  onStray?(err: ProtocolError): void
   /** around each parse of a read from the origin (the client side corks its writes in between) */
   onParse?(): void
   onParsed?(): void
@@ -100,10 +118,20 @@ export class Http1Upstream implements ParserCallbacks {
   /** inside parser.execute: the next exchange waits until it returns (below) */
   #parsing = false
   #startAfterParse = false
+  /**
+   * A body of declared length is read here, not by llhttp (whose binding copies every body chunk into a new
+   * Buffer): llhttp is told the head ended the message (onHeadersComplete answers 2, its "upgrade" exit),
+   * started afresh once execute returns, and the body's bytes are handed on as slices of what was read.
+   * `#ownBody` marks that exit; `#bodyLeft` counts the bytes still due (-1: none of ours).
+   */
+  #ownBody = false
+  #bodyLeft = -1
+  #maxHeaderBytes: number
 
   constructor(socket: Duplex, o: UpstreamOptions) {
     this.socket = socket
     this.#o = o
+    this.#maxHeaderBytes = o.maxHeaderBytes
     this.#parser = responseParser(this, o.maxHeaderBytes)
     socket.on('data', this.#onData)
     socket.on('end', this.#onEof)
@@ -221,17 +249,46 @@ export class Http1Upstream implements ParserCallbacks {
   #fail(err: ProtocolError): void {
     const ex = this.#active
     this.abort()
-    ex?.onError(err)
+    if (ex) ex.onError(err)
+    else this.#o.onStray?.(err)
   }
 
   #onData = (chunk: Buffer): void => {
-    const p = this.#parser
-    if (!p || this.#halt) return
-    let r: ReturnType<LlhttpParser['execute']>
+    if (!this.#parser || this.#halt) return
+    let rest = chunk
+    let failure: ProtocolError | null = null
     this.#parsing = true
     this.#o.onParse?.()
     try {
-      r = p.execute(chunk)
+      while (rest.length > 0 && !this.#halt) {
+        if (this.#bodyLeft > 0) {
+          // Our own body: slices of the read, no copy.
+          const n = Math.min(rest.length, this.#bodyLeft)
+          this.#bodyLeft -= n
+          this.#active?.onBody(n === rest.length ? rest : rest.subarray(0, n))
+          rest = rest.subarray(n)
+          if (this.#bodyLeft === 0) this.#bodyDone()
+          continue
+        }
+        const p = this.#parser
+        if (!p) break
+        const r = p.execute(rest)
+        if (typeof r !== 'number') {
+          failure = r
+          break
+        }
+        if (this.#halt || this.#upgradeHead) {
+          rest = rest.subarray(r)
+          break
+        }
+        if (!this.#ownBody) break
+        // The head of a body of declared length has been parsed: llhttp starts afresh for the next message
+        // (its "upgrade" exit leaves state behind that would hide later errors).
+        this.#ownBody = false
+        p.initialize(RESPONSE_TYPE, {}, this.#maxHeaderBytes, 0)
+        rest = rest.subarray(r)
+        if (this.#bodyLeft === 0) this.#bodyDone()
+      }
     } catch (err) {
       // A bug in a callback (they run inside execute): this exchange is lost, never the process.
       const ex = this.#active
@@ -242,8 +299,8 @@ export class Http1Upstream implements ParserCallbacks {
       this.#parsing = false
       this.#o.onParsed?.()
     }
-    if (typeof r !== 'number') {
-      this.#fail(r)
+    if (failure) {
+      this.#fail(failure)
       return
     }
     if (this.#halt) {
@@ -251,7 +308,7 @@ export class Http1Upstream implements ParserCallbacks {
       return
     }
     if (this.#upgradeHead) {
-      this.#handOver(this.#upgradeHead, chunk.subarray(r))
+      this.#handOver(this.#upgradeHead, rest)
       return
     }
     if (this.#startAfterParse) {
@@ -259,6 +316,16 @@ export class Http1Upstream implements ParserCallbacks {
       const ex = this.#queue.shift()
       if (ex) this.#start(ex)
     }
+  }
+
+  /** Our own body (#bodyLeft) is whole: the response is. */
+  #bodyDone(): void {
+    this.#bodyLeft = -1
+    const ex = this.#active
+    if (!ex) return
+    this.#responseDone = true
+    ex.onEnd([])
+    this.#next()
   }
 
   #onEof = (): void => {
@@ -374,7 +441,13 @@ export class Http1Upstream implements ParserCallbacks {
     this.#responded = true
     this.#keepAlive = keepAlive
     ex.onResponse(head)
-    return ex.method === 'HEAD' ? 1 : 0
+    if (ex.method === 'HEAD') return 1
+    if (this.#halt || code === 204 || code === 304) return 0
+    const length = declaredLength(raw)
+    if (length < 0) return 0
+    this.#ownBody = true
+    this.#bodyLeft = length
+    return 2
   }
 
   onBody(chunk: Buffer): void {
@@ -383,8 +456,9 @@ export class Http1Upstream implements ParserCallbacks {
   }
 
   onMessageComplete(): void {
-    // A 1xx ends here too (the final response follows); a 101 is handed over once execute returns.
-    if (this.#halt || !this.#responded || this.#upgradeHead) return
+    // A 1xx ends here too (the final response follows); a 101 is handed over once execute returns; a head
+    // whose body we read ourselves "ends" here too (#ownBody).
+    if (this.#halt || !this.#responded || this.#upgradeHead || this.#ownBody) return
     const ex = this.#active
     if (!ex) return
     const trailers = this.#flushed
