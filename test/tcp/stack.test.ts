@@ -209,7 +209,9 @@ test('TIME-WAIT: bounded, ended early when full, and a newer SYN reuses the 4-tu
   n.pump()
   t.is(n.server.timeWaitConnections, 2, 'the oldest of three was ended early')
   t.is(n.server.metrics.connectionsByState[State.TIME_WAIT], 2)
-  // A new SYN from port 3 (still in TIME-WAIT on the server) with a higher sequence number opens anew.
+  // A new SYN from port 3 (still in TIME-WAIT on the server), a little later: its timestamp (the clock plus
+  // the tuple's fixed offset) and sequence number are higher, so it opens anew.
+  n.clock.advance(5)
   const again = n.client.connect(T(3))
   n.pump()
   t.is(again.state, State.ESTABLISHED)

@@ -27,4 +27,17 @@ export class IsnGenerator {
     const m = Math.floor(this.#clock.now() * 250)
     return seq(m + f)
   }
+
+  /**
+   * The timestamp clock's offset for a connection (RFC 7323 §5.4, as Linux's tsoffset): a keyed hash of the
+   * 4-tuple, not a fresh random value, so that a reused tuple's TSvals keep increasing — a peer still holding
+   * the previous connection in TIME-WAIT accepts the new SYN (RFC 6191) instead of dropping it as old.
+   */
+  tsOffset(localAddr: string, localPort: number, remoteAddr: string, remotePort: number): number {
+    return createHash('sha256')
+      .update(this.#secret)
+      .update(`ts|${localAddr}|${localPort}|${remoteAddr}|${remotePort}`)
+      .digest()
+      .readUInt32BE(0)
+  }
 }

@@ -267,7 +267,7 @@ export class TcpStack {
       },
       cfg,
       { localPort: tuple.localPort, remotePort: tuple.remotePort },
-      this.#random.u32(),
+      this.#isn.tsOffset(tuple.localAddr, tuple.localPort, tuple.remoteAddr, tuple.remotePort),
     )
     this.#conns.set(key, { conn, tuple })
     this.#active++
