@@ -1,20 +1,11 @@
-// A standalone appliance (policies from a file) with an admin API: live capture, rule usage and HAR
-// export are served with the bearer token, configuration pushes are refused with 409 and the file's
-// policy stays in force. The real appliance and packet path (dgram I/O), Geneve datagrams over loopback.
-import { createSocket } from 'node:dgram'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import test from 'ava'
-import { pino } from 'pino'
-import type { Dataplane } from '../../appliance/src/dataplane/dataplane.ts'
-import type { GwlbDataplane } from '../../appliance/src/dataplane/gwlb-dataplane.ts'
-import { startAppliance } from '../../appliance/src/main.ts'
 import { parseApplianceArgs } from '../../appliance/src/options.ts'
-import { visibleGwlbDataplane } from '../../appliance/src/visibility/dataplane.ts'
 import { compile } from '../../policy/src/bundle.ts'
 import { harProblems } from '../support/har.ts'
-import { datagram, udp4 } from '../wire/packets.ts'
+import { startLoopbackAppliance } from '../support/loopback-appliance.ts'
+import { udp4 } from '../wire/packets.ts'
 
 const POLICY = `apiVersion: flowgate.io/v1alpha1
 kind: FlowPolicy
@@ -28,42 +19,24 @@ spec:
 `
 
 async function start(t: { teardown(fn: () => unknown): void }) {
-  const dir = mkdtempSync(join(tmpdir(), 'flowgate-standalone-admin-'))
-  writeFileSync(join(dir, 'policies.yaml'), POLICY)
-  writeFileSync(join(dir, 'token'), 'the-token\n')
-  // What `flowgate appliance --policies F --admin-token-file T` parses into.
-  const cli = parseApplianceArgs([
-    '--policies',
-    join(dir, 'policies.yaml'),
-    '--admin-token-file',
-    join(dir, 'token'),
-    '--admin-port',
-    '0',
-  ])
-  let dp: Dataplane | undefined
-  const factory = visibleGwlbDataplane({ io: 'dgram' })
-  const a = await startAppliance({
-    policies: cli.policies!,
-    admin: cli.admin!,
-    genevePort: 0,
-    httpPort: 0,
-    bind: '127.0.0.1',
-    drainSeconds: 0,
-    dataplane: async (ctx) => {
-      dp = await factory(ctx)
-      return dp
-    },
-    logger: pino({ level: 'silent' }),
+  const {
+    a,
+    adminPort,
+    send: sendInner,
+  } = await startLoopbackAppliance(t, 'standalone-admin', (dir) => {
+    writeFileSync(join(dir, 'policies.yaml'), POLICY)
+    // What `flowgate appliance --policies F --admin-token-file T` parses into.
+    const cli = parseApplianceArgs([
+      '--policies',
+      join(dir, 'policies.yaml'),
+      '--admin-token-file',
+      join(dir, 'token'),
+      '--admin-port',
+      '0',
+    ])
+    return { policies: cli.policies!, admin: cli.admin! }
   })
-  const sock = createSocket('udp4')
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.2', r))
-  t.teardown(async () => {
-    sock.close()
-    await a.close()
-    rmSync(dir, { recursive: true, force: true })
-  })
-  const addr = a.admin!.server.address()
-  const base = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`
+  const base = `http://127.0.0.1:${adminPort}`
   const call = (path: string, init: RequestInit & { token?: string | null } = {}) => {
     const { token = 'the-token', ...rest } = init
     return fetch(`${base}${path}`, {
@@ -74,15 +47,7 @@ async function start(t: { teardown(fn: () => unknown): void }) {
       },
     })
   }
-  const send = () =>
-    new Promise<void>((resolve, reject) =>
-      sock.send(
-        datagram(udp4({ payload: new Uint8Array(8) })),
-        (dp as GwlbDataplane).port,
-        '127.0.0.1',
-        (e) => (e ? reject(e) : resolve()),
-      ),
-    )
+  const send = () => sendInner(udp4({ payload: new Uint8Array(8) }))
   return { a, call, send }
 }
 

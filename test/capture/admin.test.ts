@@ -2,23 +2,17 @@
 // separate process: Geneve datagrams over loopback into the packet path (dgram I/O), the capture's file
 // read back by tshark; authentication, bad queries, the limit on captures at once and the metrics.
 import { execFile, execFileSync } from 'node:child_process'
-import { createSocket } from 'node:dgram'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { request } from 'node:https'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import test from 'ava'
-import { pino } from 'pino'
 import { TokenFile } from '../../appliance/src/admin/tokens.ts'
-import type { Dataplane } from '../../appliance/src/dataplane/dataplane.ts'
-import type { GwlbDataplane } from '../../appliance/src/dataplane/gwlb-dataplane.ts'
-import { startAppliance } from '../../appliance/src/main.ts'
-import { visibleGwlbDataplane } from '../../appliance/src/visibility/dataplane.ts'
 import { ApplianceClient } from '../../operator/src/appliance-client.ts'
 import { compile } from '../../policy/src/bundle.ts'
 import { selfSignedCert } from '../support/certs.ts'
+import { managedAdmin, startLoopbackAppliance } from '../support/loopback-appliance.ts'
 import { hasTshark } from '../support/tshark.ts'
-import { datagram, type Inner, udp4 } from '../wire/packets.ts'
+import { udp4 } from '../wire/packets.ts'
 
 const FLOWGATE = new URL('../../bin/flowgate.js', import.meta.url).pathname
 const BUNDLE = compile([
@@ -31,40 +25,16 @@ const BUNDLE = compile([
 ]).bundle
 
 async function start(t: { teardown(fn: () => unknown): void }) {
-  const dir = mkdtempSync(join(tmpdir(), 'flowgate-capture-api-'))
-  selfSignedCert(dir, 'tls', '/CN=127.0.0.1', 'IP:127.0.0.1')
-  writeFileSync(join(dir, 'token'), 'the-token\n')
-  writeFileSync(join(dir, 'wrong'), 'not-the-token\n')
-  let dp: Dataplane | undefined
-  const factory = visibleGwlbDataplane({ io: 'dgram' })
-  const a = await startAppliance({
-    admin: {
-      port: 0,
-      tokenFile: join(dir, 'token'),
-      stateDir: join(dir, 'state'),
-      tlsCert: join(dir, 'tls.crt'),
-      tlsKey: join(dir, 'tls.key'),
-    },
-    genevePort: 0,
-    httpPort: 0,
-    bind: '127.0.0.1',
-    drainSeconds: 0,
-    dataplane: async (ctx) => {
-      dp = await factory(ctx)
-      return dp
-    },
-    logger: pino({ level: 'silent' }),
+  const {
+    a,
+    dir,
+    adminPort: port,
+    send,
+  } = await startLoopbackAppliance(t, 'capture-api', (dir) => {
+    selfSignedCert(dir, 'tls', '/CN=127.0.0.1', 'IP:127.0.0.1')
+    writeFileSync(join(dir, 'wrong'), 'not-the-token\n')
+    return managedAdmin(dir)
   })
-  // GWLB's side from 127.0.0.2: replies go to the sender's address, which must not be the appliance's.
-  const sock = createSocket('udp4')
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.2', r))
-  t.teardown(async () => {
-    sock.close()
-    await a.close()
-    rmSync(dir, { recursive: true, force: true })
-  })
-  const addr = a.admin!.server.address()
-  const port = typeof addr === 'object' && addr ? addr.port : 0
   const client = new ApplianceClient({
     tokens: new TokenFile({ path: join(dir, 'token') }),
     scheme: 'https',
@@ -72,11 +42,6 @@ async function start(t: { teardown(fn: () => unknown): void }) {
   })
   t.teardown(() => client.destroy())
   await client.push({ host: '127.0.0.1', port }, BUNDLE)
-  const genevePort = (dp as GwlbDataplane).port
-  const send = (i: Inner) =>
-    new Promise<void>((resolve, reject) =>
-      sock.send(datagram(i), genevePort, '127.0.0.1', (err) => (err ? reject(err) : resolve())),
-    )
   const get = (path: string, token?: string) =>
     new Promise<{ status: number; type: string; body: Buffer }>((resolve, reject) => {
       const req = request(

@@ -1,21 +1,13 @@
-// Rule usage from the real appliance: Geneve datagrams over loopback into its packet path (dgram I/O), the
-// counters read back through the authenticated admin API (over TLS, with the operator's own client) and
-// from /metrics.
-import { createSocket } from 'node:dgram'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import test from 'ava'
-import { pino } from 'pino'
 import { TokenFile } from '../../appliance/src/admin/tokens.ts'
-import type { Dataplane } from '../../appliance/src/dataplane/dataplane.ts'
-import type { GwlbDataplane } from '../../appliance/src/dataplane/gwlb-dataplane.ts'
-import { startAppliance } from '../../appliance/src/main.ts'
-import { visibleGwlbDataplane } from '../../appliance/src/visibility/dataplane.ts'
 import { ApplianceClient } from '../../operator/src/appliance-client.ts'
 import { compile } from '../../policy/src/bundle.ts'
 import { selfSignedCert } from '../support/certs.ts'
-import { datagram, type Inner, tcp4, udp4 } from '../wire/packets.ts'
+import { managedAdmin, startLoopbackAppliance } from '../support/loopback-appliance.ts'
+import { tcp4, udp4 } from '../wire/packets.ts'
 
 const doc = (name: string, spec: unknown) => ({
   apiVersion: 'flowgate.io/v1alpha1',
@@ -37,51 +29,17 @@ const BUNDLE = compile([
 ]).bundle
 
 async function start(t: { teardown(fn: () => unknown): void }) {
-  const dir = mkdtempSync(join(tmpdir(), 'flowgate-usage-'))
-  selfSignedCert(dir, 'tls', '/CN=127.0.0.1', 'IP:127.0.0.1')
-  writeFileSync(join(dir, 'token'), 'the-token\n')
-  let dp: Dataplane | undefined
-  const factory = visibleGwlbDataplane({ io: 'dgram' })
-  const a = await startAppliance({
-    admin: {
-      port: 0,
-      tokenFile: join(dir, 'token'),
-      stateDir: join(dir, 'state'),
-      tlsCert: join(dir, 'tls.crt'),
-      tlsKey: join(dir, 'tls.key'),
-    },
-    genevePort: 0,
-    httpPort: 0,
-    bind: '127.0.0.1',
-    drainSeconds: 0,
-    dataplane: async (ctx) => {
-      dp = await factory(ctx)
-      return dp
-    },
-    logger: pino({ level: 'silent' }),
+  const { a, dir, adminPort, send } = await startLoopbackAppliance(t, 'usage', (dir) => {
+    selfSignedCert(dir, 'tls', '/CN=127.0.0.1', 'IP:127.0.0.1')
+    return managedAdmin(dir)
   })
-  // GWLB's side from another loopback address: the appliance returns packets to the sender's address on
-  // the Geneve port, which from 127.0.0.1 would be the appliance itself (a loop)
-  const sock = createSocket('udp4')
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.2', r))
-  t.teardown(async () => {
-    sock.close()
-    await a.close()
-    rmSync(dir, { recursive: true, force: true })
-  })
-  const addr = a.admin!.server.address()
-  const ep = { host: '127.0.0.1', port: typeof addr === 'object' && addr ? addr.port : 0 }
+  const ep = { host: '127.0.0.1', port: adminPort }
   const client = new ApplianceClient({
     tokens: new TokenFile({ path: join(dir, 'token') }),
     scheme: 'https',
     ca: readFileSync(join(dir, 'tls.crt')),
   })
   t.teardown(() => client.destroy())
-  const genevePort = (dp as GwlbDataplane).port
-  const send = (i: Inner) =>
-    new Promise<void>((resolve, reject) =>
-      sock.send(datagram(i), genevePort, '127.0.0.1', (err) => (err ? reject(err) : resolve())),
-    )
   return { a, dir, ep, client, send }
 }
 
