@@ -68,11 +68,16 @@ export class ApplianceMetrics {
   private readonly policyInfo: Gauge<'version' | 'source'>
   private readonly draining: Gauge
   private dp: DataplaneStats | undefined
-  private usage: RuleUsageSource | undefined
-  private ipfix: IpfixStats | undefined
-  private tap: CaptureTap | undefined
-  private harHub: HarHub | undefined
-  private aws: AwsRequestsSource | undefined
+  // Set by the packet path's visibility wiring once it is up (visibility/dataplane.ts); undefined before.
+  // Read at scrape time here, and by the admin API (rule usage, captures, HAR exports).
+  /** the rule hit counters (FastPath.usage) */
+  ruleUsage: RuleUsageSource | undefined
+  ipfix: IpfixStats | undefined
+  /** live captures (capture/tap.ts) */
+  capture: CaptureTap | undefined
+  /** HAR entries (visibility/har-hub.ts): counters, and where GET /v1/har opens exports */
+  har: HarHub | undefined
+  awsRequests: AwsRequestsSource | undefined
 
   constructor() {
     const r = this.registry
@@ -231,7 +236,7 @@ export class ApplianceMetrics {
       },
     )
     // One series per entry of the bundle in force (its rules and default actions): bounded by the bundle.
-    const usage = () => this.usage
+    const usage = () => this.ruleUsage
     new Counter({
       name: 'flowgate_rule_hits_total',
       help: 'Flows (and HTTP requests of intercepted flows) decided by each rule; rule "defaultAction" is the policy\'s default action',
@@ -279,7 +284,7 @@ export class ApplianceMetrics {
         if (c?.[2]) this.inc(c[2])
       },
     })
-    const tap = () => this.tap
+    const tap = () => this.capture
     new Gauge({
       name: 'flowgate_captures_active',
       help: 'Live captures running (GET /v1/capture)',
@@ -315,7 +320,7 @@ export class ApplianceMetrics {
           this.inc({ result: 'dropped' }, c[CAPTURE_COUNTS.secretsDropped])
       },
     })
-    const aws = () => this.aws
+    const aws = () => this.awsRequests
     new Counter({
       name: 'flowgate_aws_api_requests_total',
       help: 'SigV4-signed requests on intercepted flows, by AWS account (from the access key id; the first 64 seen, then "other"; "unknown" when the key carries none) and service (the first 32 seen, then "other")',
@@ -327,7 +332,7 @@ export class ApplianceMetrics {
           this.inc({ account: c.account, service: c.service }, c.requests)
       },
     })
-    const har = () => this.harHub
+    const har = () => this.har
     new Counter({
       name: 'flowgate_har_entries_total',
       help: 'HAR entries of intercepted exchanges: recorded, and copies written to or dropped by a sink (live export, --har-dir) that had no room',
@@ -422,44 +427,6 @@ export class ApplianceMetrics {
 
   attachDataplane(stats: DataplaneStats): void {
     this.dp = stats
-  }
-
-  /** The packet path's rule hit counters (FastPath.usage). */
-  attachRuleUsage(usage: RuleUsageSource): void {
-    this.usage = usage
-  }
-
-  /** Where the admin API reads rule usage from; undefined until the packet path is up. */
-  get ruleUsage(): RuleUsageSource | undefined {
-    return this.usage
-  }
-
-  /** The packet path's live captures (capture/tap.ts). */
-  attachCapture(tap: CaptureTap): void {
-    this.tap = tap
-  }
-
-  /** Where the admin API opens captures; undefined until the packet path is up. */
-  get capture(): CaptureTap | undefined {
-    return this.tap
-  }
-
-  /** HAR entries (visibility/har-hub.ts): counters, and where GET /v1/har opens exports. */
-  attachHar(hub: HarHub): void {
-    this.harHub = hub
-  }
-
-  /** Where the admin API opens live HAR exports; undefined until the packet path is up. */
-  get har(): HarHub | undefined {
-    return this.harHub
-  }
-
-  attachAwsRequests(source: AwsRequestsSource): void {
-    this.aws = source
-  }
-
-  attachIpfix(stats: IpfixStats): void {
-    this.ipfix = stats
   }
 
   setPolicy(version: string, source: string): void {

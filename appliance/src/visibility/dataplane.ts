@@ -24,10 +24,10 @@ export function visibleGwlbDataplane(
     // IPFIX alone still needs the flow log that decides when records are due: one without JSON output.
     const options = v.ipfix && !o.flowLog ? { ...o, flowLog: { target: '' } } : o
     const dp = await GwlbDataplane.start(ctx, options)
-    ctx.metrics.attachRuleUsage(dp.fastpath.usage)
-    ctx.metrics.attachCapture(dp.capture)
-    ctx.metrics.attachHar(dp.har)
-    ctx.metrics.attachAwsRequests(dp.awsRequests)
+    ctx.metrics.ruleUsage = dp.fastpath.usage
+    ctx.metrics.capture = dp.capture
+    ctx.metrics.har = dp.har
+    ctx.metrics.awsRequests = dp.awsRequests
     if (v.har) {
       let warned = false
       dp.har.addSink(
@@ -50,7 +50,7 @@ export function visibleGwlbDataplane(
           ctx.log.warn({ collector: `${host}:${port}`, err: err.message }, 'IPFIX export failing'),
       })
       dp.flowLog.addSink(exporter)
-      ctx.metrics.attachIpfix(exporter)
+      ctx.metrics.ipfix = exporter
       ctx.log.info({ collector: `${host}:${port}` }, 'exporting flow records over IPFIX')
     }
     return dp
