@@ -11,7 +11,7 @@ import { ApplianceClient } from '../../operator/src/appliance-client.ts'
 import { compile } from '../../policy/src/bundle.ts'
 import { selfSignedCert } from '../support/certs.ts'
 import { managedAdmin, startLoopbackAppliance } from '../support/loopback-appliance.ts'
-import { hasTshark } from '../support/tshark.ts'
+import { tsharkTest } from '../support/tshark.ts'
 import { udp4 } from '../wire/packets.ts'
 
 const FLOWGATE = new URL('../../bin/flowgate.js', import.meta.url).pathname
@@ -92,8 +92,7 @@ async function start(t: { teardown(fn: () => unknown): void }) {
   return { dir, port, send, get, cli, metric, cliProcess: () => cliProcess! }
 }
 
-const decoderTest = hasTshark ? test : test.skip
-if (!hasTshark) console.warn('SKIPPING the capture API test that decodes: tshark is not installed')
+const decoderTest = tsharkTest('the capture API test that decodes')
 
 test('GET /v1/capture: 401 without a token, 403 with a wrong one, 400 for a bad query, never a stream', async (t) => {
   const { get, cli, dir } = await start(t)

@@ -18,7 +18,7 @@ import {
   writeEnhancedPacket,
 } from '../../appliance/src/capture/pcapng.ts'
 import { selfSignedCert } from '../support/certs.ts'
-import { hasTshark } from '../support/tshark.ts'
+import { tsharkTest } from '../support/tshark.ts'
 import { type TlsTrace, tlsTrace } from './tls-trace.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'flowgate-pcapng-'))
@@ -29,8 +29,7 @@ const ENDS = { client: [10, 0, 1, 2], server: [10, 0, 2, 2], clientPort: 40000, 
 const T0 = 1_700_000_000_000_000 // µs
 
 // tshark and capinfos are the decoders: without them these tests cannot say anything.
-const decoderTest = hasTshark ? test : test.skip
-if (!hasTshark) console.warn('SKIPPING pcapng decoder tests: tshark is not installed')
+const decoderTest = tsharkTest('pcapng decoder tests')
 
 let n = 0
 function run(cmd: string, args: string[]): string {

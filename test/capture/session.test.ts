@@ -10,7 +10,7 @@ import { parseFilter } from '../../appliance/src/capture/filter.ts'
 import { CaptureTap, CLIENT_SIDE, flowKey, SERVER_SIDE } from '../../appliance/src/capture/tap.ts'
 import { ParsedPacket, parsePacket } from '../../appliance/src/wire/packet.ts'
 import { selfSignedCert } from '../support/certs.ts'
-import { hasTshark } from '../support/tshark.ts'
+import { tsharkTest } from '../support/tshark.ts'
 import { addr, geneveHeader } from '../wire/packets.ts'
 import { type TlsTrace, tlsTrace } from './tls-trace.ts'
 
@@ -29,8 +29,7 @@ const KEY = flowKey({
   endpoint: Buffer.from('1234567890abcdef', 'hex'),
 })
 
-const decoderTest = hasTshark ? test : test.skip
-if (!hasTshark) console.warn('SKIPPING capture decoder tests: tshark is not installed')
+const decoderTest = tsharkTest('capture decoder tests')
 
 /** An inner IPv4 packet as the loop has it: parsed from a GWLB datagram. */
 function parsed(ip: Buffer): ParsedPacket {

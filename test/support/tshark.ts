@@ -4,8 +4,19 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import test from 'ava'
 
 export const hasTshark = spawnSync('tshark', ['--version'], { stdio: 'ignore' }).status === 0
+/**
+ * `test` for tests that decode with tshark: where it is missing they are skipped with a warning saying so,
+ * except in CI, which installs it — there they run and fail.
+ */
+export function tsharkTest(what: string): typeof test | typeof test.skip {
+  if (hasTshark || process.env.CI) return test
+  console.warn(`SKIPPING ${what}: tshark is not installed`)
+  return test.skip
+}
+
 /** capturing on lo needs root (or dumpcap's capabilities, which a CI container does not set up) */
 export const canCapture = hasTshark && process.getuid?.() === 0
 
