@@ -23,7 +23,7 @@
 //   PROFILE=keepalive|newconn npm run bench -- tls-intercept
 //       flowgate only, one longer load, the appliance under --cpu-prof; prints where its time went
 import { type ChildProcess, execFileSync } from 'node:child_process'
-import { generateKeyPairSync, webcrypto } from 'node:crypto'
+import { generateKeyPairSync } from 'node:crypto'
 import {
   accessSync,
   constants,
@@ -38,8 +38,8 @@ import {
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createRootCertificate, LocalSigner, startCertificateAuthority } from '../appliance/src/ca/index.ts'
-import * as x509 from '../appliance/src/ca/x509.ts'
 import { GwlbLab, LAB } from '../standin/src/gwlb-stand-in.ts'
+import { StandInCa } from '../standin/src/origin-pki.ts'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const MS = Number(process.env.MS ?? 3000)
@@ -119,62 +119,12 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 
 // ---------------------------------------------------------------------------------------------- PKI
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0])
-const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
-const DAY = 86_400_000
-
-async function pkcs8Pem(k: webcrypto.CryptoKey): Promise<string> {
-  const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', k))
-  return `-----BEGIN PRIVATE KEY-----\n${der.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END PRIVATE KEY-----\n`
-}
-
 /** The origins' CA (trusted by the proxies, not by the client) and the origin's P-256 leaf: DNS + both IPs. */
 async function originPki(): Promise<{ caPem: string; certPem: string; keyPem: string }> {
-  const gen = () =>
-    webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as Promise<webcrypto.CryptoKeyPair>
-  const caKeys = await gen()
-  const now = Date.now()
-  const ca = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: '01',
-    name: 'CN=bench origin CA',
-    notBefore: new Date(now - DAY),
-    notAfter: new Date(now + 7 * DAY),
-    keys: caKeys,
-    signingAlgorithm: ALG,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
-    ],
-  })
-  const leafKeys = await gen()
-  const leaf = await x509.X509CertificateGenerator.create({
-    serialNumber: '02',
-    subject: `CN=${NAME}`,
-    issuer: ca.subject,
-    notBefore: new Date(now - DAY),
-    notAfter: new Date(now + 7 * DAY),
-    publicKey: leafKeys.publicKey,
-    signingKey: caKeys.privateKey,
-    signingAlgorithm: ALG,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      // mitmproxy's reverse mode verifies the upstream by the address in its --mode spec.
-      new x509.SubjectAlternativeNameExtension([
-        { type: 'dns', value: NAME },
-        { type: 'ip', value: LAB.server4 },
-        { type: 'ip', value: LAB.client4 },
-      ]),
-      await x509.AuthorityKeyIdentifierExtension.create(ca),
-    ],
-  })
-  return {
-    caPem: ca.toString('pem'),
-    certPem: leaf.toString('pem'),
-    keyPem: await pkcs8Pem(leafKeys.privateKey),
-  }
+  const ca = await StandInCa.create('CN=bench origin CA')
+  // mitmproxy's reverse mode verifies the upstream by the address in its --mode spec.
+  const leaf = await ca.issue([NAME, LAB.server4, LAB.client4])
+  return { caPem: ca.pem, certPem: leaf.certPem, keyPem: leaf.keyPem() }
 }
 
 // ------------------------------------------------------------------------------------- measurement

@@ -7,10 +7,10 @@ import { execFileSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { StandInCa } from '../../standin/src/origin-pki.ts'
 import { LAB } from '../support/netns/gwlb-stand-in.ts'
 import { deterministicBytes, sha256 } from '../support/netns/http-server.ts'
 import { privilegedTest } from '../support/netns/privileges.ts'
-import { testCa } from '../support/pki.ts'
 import { interceptionArgs, setUpInterception } from './interception.ts'
 import { withAppliance } from './lab.ts'
 
@@ -99,18 +99,17 @@ netTest(
               {
                 port: 9444,
                 mode: 'h2',
-                cert: await (await testCa('Rogue CA')).issue({ dns: ['untrusted.example.test'] }),
+                cert: await (await StandInCa.create('CN=Rogue CA')).issue(['untrusted.example.test']),
               },
               {
                 port: 9445,
                 mode: 'h2',
-                cert: await pub.issue({
-                  dns: ['expired.example.test'],
+                cert: await pub.issue(['expired.example.test'], {
                   notBefore: new Date(now - 10 * 86_400_000),
                   notAfter: new Date(now - 86_400_000),
                 }),
               },
-              { port: 9446, mode: 'h2', cert: await pub.issue({ dns: ['someone-else.example.test'] }) },
+              { port: 9446, mode: 'h2', cert: await pub.issue(['someone-else.example.test']) },
             ],
           })
           rootPem = setup.rootPem

@@ -6,9 +6,9 @@ import { generateKeyPairSync } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createRootCertificate, LocalSigner } from '../../appliance/src/ca/index.ts'
+import { type OriginCertificate, StandInCa } from '../../standin/src/origin-pki.ts'
 import { SecretPipe } from '../../standin/src/secret-pipe.ts'
 import type { GwlbLab } from '../support/netns/gwlb-stand-in.ts'
-import { type Issued, type TestCa, testCa } from '../support/pki.ts'
 
 const ORIGIN = new URL('../../standin/src/tls-origin.ts', import.meta.url).pathname
 
@@ -17,7 +17,7 @@ export interface Origin {
   /** h2: HTTP/2 with HTTP/1.1 fallback; h1: HTTP/1.1 only */
   mode: 'h1' | 'h2'
   /** default: a certificate from the public CA for every name in `names` */
-  cert?: Issued
+  cert?: OriginCertificate
 }
 
 export interface InterceptionSetup {
@@ -26,7 +26,7 @@ export interface InterceptionSetup {
   originCaFile: string
   rootPem: string
   /** the public CA, to issue more certificates */
-  pub: TestCa
+  pub: StandInCa
 }
 
 /** The appliance flags for the setup's CA and upstream trust (LabSetup.applianceArgs). */
@@ -47,7 +47,7 @@ export async function setUpInterception(
   dir: string,
   o: {
     names: string[]
-    origins: Origin[] | ((pub: TestCa) => Promise<Origin[]>)
+    origins: Origin[] | ((pub: StandInCa) => Promise<Origin[]>)
     rootSubject?: string
   },
 ): Promise<InterceptionSetup> {
@@ -59,16 +59,16 @@ export async function setUpInterception(
   // Taken once by the appliance at start; the lab removes the directory afterwards.
   new SecretPipe(join(dir, 'ca.key'), Buffer.from(privateKey.export({ type: 'pkcs8', format: 'pem' })))
 
-  const pub = await testCa('Test Public CA')
-  writeFileSync(join(dir, 'origin-ca.pem'), pub.certPem)
-  const good = await pub.issue({ dns: o.names })
+  const pub = await StandInCa.create('CN=Test Public CA')
+  writeFileSync(join(dir, 'origin-ca.pem'), pub.pem)
+  const good = await pub.issue(o.names)
   const origins = typeof o.origins === 'function' ? await o.origins(pub) : o.origins
   await Promise.all(
     origins.map(async ({ port, mode, cert = good }) => {
       // Test servers need their key in a file (the test's temp dir, removed with it).
       const [crt, key] = [join(dir, `origin-${port}.crt`), join(dir, `origin-${port}.key`)]
       writeFileSync(crt, cert.certPem)
-      writeFileSync(key, cert.keyPem)
+      writeFileSync(key, cert.keyPem())
       await lab.ns.spawn(lab.server, process.execPath, [ORIGIN, String(port), crt, key, mode], /listening/)
     }),
   )
