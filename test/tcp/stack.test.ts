@@ -261,3 +261,34 @@ test('challenge ACKs are limited per second across the stack (RFC 5961 §7)', (t
   n.server.input(flip(T(5)), makeSegment({ seq: srv[0]!.rcvNxt, flags: Flag.SYN }))
   t.is(n.serverOut.length, 4)
 })
+
+test('named legs: ISN and timestamp offset are keyed on the real 4-tuple, so a reused tuple keeps increasing', (t) => {
+  // A proxy names each flow's legs afresh (c1.0, c1.1, …). The origin may still hold the previous connection
+  // of the same real 4-tuple in TIME-WAIT: it accepts the new SYN only if its TSval is newer (RFC 6191).
+  const clock = new FakeClock(0)
+  const syns: TcpRepr[] = []
+  const stack = new TcpStack({
+    clock,
+    random: new SeededRandom(3),
+    output: (_tuple, seg) => {
+      if (seg.flags & Flag.SYN) syns.push(seg)
+    },
+  })
+  const leg = (name: string, localPort = 40000): FourTuple => ({
+    localAddr: name,
+    localPort,
+    remoteAddr: `s-${name}`,
+    remotePort: 443,
+    real: { localAddr: '10.0.1.2', remoteAddr: '10.0.2.2' },
+  })
+  stack.connect(leg('c1.0')).abort()
+  clock.advance(5)
+  stack.connect(leg('c7.3')).abort()
+  clock.advance(5)
+  stack.connect(leg('c9.1', 40001)).abort()
+  const [first, reused, other] = syns
+  t.is(syns.length, 3)
+  t.is(reused!.timestamp!.val - first!.timestamp!.val, 5, 'same offset: TSval moved with the clock only')
+  t.is((reused!.seq - first!.seq) >>> 0, 5 * 250, 'same keyed ISN: moved with the 4 µs clock only')
+  t.not((other!.timestamp!.val - first!.timestamp!.val) >>> 0, 10, 'another port, another offset')
+})

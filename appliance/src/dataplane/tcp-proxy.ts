@@ -196,17 +196,33 @@ export class TcpProxy {
   ): ProxiedFlow | undefined {
     const c = `c${flow}.${gen}`
     const s = `s${flow}.${gen}`
+    const client = Uint8Array.from(p.src())
+    const server = Uint8Array.from(p.dst())
+    const clientAddr = client.join('.')
+    const serverAddr = server.join('.')
     const f: ProxiedFlow = {
       flow,
       gen,
       family: p.family,
-      client: Uint8Array.from(p.src()),
-      server: Uint8Array.from(p.dst()),
+      client,
+      server,
       clientPort: p.srcPort,
       serverPort: p.dstPort,
       localAddr,
-      down: { localAddr: s, localPort: p.dstPort, remoteAddr: c, remotePort: p.srcPort },
-      up: { localAddr: c, localPort: p.srcPort, remoteAddr: s, remotePort: p.dstPort },
+      down: {
+        localAddr: s,
+        localPort: p.dstPort,
+        remoteAddr: c,
+        remotePort: p.srcPort,
+        real: { localAddr: serverAddr, remoteAddr: clientAddr },
+      },
+      up: {
+        localAddr: c,
+        localPort: p.srcPort,
+        remoteAddr: s,
+        remotePort: p.dstPort,
+        real: { localAddr: clientAddr, remoteAddr: serverAddr },
+      },
       upstream: undefined,
       downstream: undefined,
       intercept,
@@ -314,8 +330,12 @@ export class TcpProxy {
   /** Aborts a flow whose table entry went away. */
   #drop(f: ProxiedFlow): void {
     this.#forget(f)
-    f.upstream?.destroy()
-    f.downstream?.destroy()
+    for (const s of [f.upstream, f.downstream]) {
+      // Reset, not closed: a destroyed socket whose FIN is queued would otherwise linger (orphaned) for the
+      // FIN of a peer the flow table has already forgotten.
+      s?.connection.abort()
+      s?.destroy()
+    }
   }
 
   /** Aborts every flow (shutdown). */

@@ -25,6 +25,20 @@ export interface FourTuple {
   localPort: number
   remoteAddr: string
   remotePort: number
+  /**
+   * The real addresses when `localAddr`/`remoteAddr` are only names (a proxy names each flow's legs). ISNs
+   * and timestamp offsets are keyed on the real 4-tuple, so that a reused one keeps increasing across
+   * connections whatever they were named (RFC 6528, RFC 7323 §5.4) — a peer still holding the previous
+   * connection in TIME-WAIT then accepts the new SYN (RFC 6191).
+   */
+  real?: { localAddr: string; remoteAddr: string }
+}
+
+/** The 4-tuple that ISNs and timestamp offsets are keyed on. */
+function keyedTuple(t: FourTuple): [string, number, string, number] {
+  return t.real
+    ? [t.real.localAddr, t.localPort, t.real.remoteAddr, t.remotePort]
+    : [t.localAddr, t.localPort, t.remoteAddr, t.remotePort]
 }
 
 /** What a listener matches: a local address and port, and optionally exactly one remote. */
@@ -146,7 +160,7 @@ export class TcpStack {
     }
     const conn = this.#create(tuple, config)
     conn.events = events
-    conn.openActive(this.#isn.next(tuple.localAddr, tuple.localPort, tuple.remoteAddr, tuple.remotePort))
+    conn.openActive(this.#isn.next(...keyedTuple(tuple)))
     return conn
   }
 
@@ -236,7 +250,7 @@ export class TcpStack {
     }
     const conn = this.#create(tuple, config)
     setup(conn)
-    conn.listen(this.#isn.next(tuple.localAddr, tuple.localPort, tuple.remoteAddr, tuple.remotePort))
+    conn.listen(this.#isn.next(...keyedTuple(tuple)))
     conn.input(syn)
     return conn.closed ? undefined : conn
   }
@@ -267,7 +281,7 @@ export class TcpStack {
       },
       cfg,
       { localPort: tuple.localPort, remotePort: tuple.remotePort },
-      this.#isn.tsOffset(tuple.localAddr, tuple.localPort, tuple.remoteAddr, tuple.remotePort),
+      this.#isn.tsOffset(...keyedTuple(tuple)),
     )
     this.#conns.set(key, { conn, tuple })
     this.#active++
