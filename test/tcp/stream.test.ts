@@ -63,6 +63,19 @@ function pair(l: Link): Promise<[TcpSocket, TcpSocket]> {
   })
 }
 
+/** A second connection on the same link (another client port). */
+function pair2(l: Link): Promise<[TcpSocket, TcpSocket]> {
+  const tuple = { ...A, localPort: A.localPort + 1 }
+  return new Promise((resolve) => {
+    tcpListen(
+      l.b,
+      { localAddr: '10.0.0.2', localPort: 443, remoteAddr: tuple.localAddr, remotePort: tuple.localPort },
+      (server) => resolve([client, server]),
+    )
+    const client = tcpConnect(l.a, tuple)
+  })
+}
+
 function random(n: number, seed: number): Buffer {
   const r = new SeededRandom(seed)
   const b = Buffer.alloc(n)
@@ -171,6 +184,47 @@ test('destroy() sends RST: the peer errors with ECONNRESET', async (t) => {
   t.is(e.errno, 'ECONNRESET')
   t.is(l.a.metrics.resetsSent, 1)
   t.is(l.b.metrics.resetsReceived, 1)
+  l.stop()
+})
+
+test('end() then destroy() before the peer has closed: no RST, the FIN exchange finishes on its own', async (t) => {
+  // A TLS layer that has seen close_notify answers it, ends and destroys its stream at once; the peer's FIN
+  // is still on its way. Linux's close() does not reset such a peer, nor do we (Connection.orphan).
+  const l = new Link()
+  const [c, s] = await pair(l)
+  const got = readAll(s)
+  c.end(Buffer.from('bye'))
+  c.destroy()
+  t.is((await got).toString(), 'bye')
+  s.end()
+  await once(s, 'close')
+  for (let i = 0; i < 50 && l.a.get(A)?.state !== State.TIME_WAIT; i++) await new Promise(setImmediate)
+  t.is(l.a.get(A)?.state, State.TIME_WAIT, "the orphan took the peer's FIN and went to TIME-WAIT")
+  t.is(l.a.metrics.resetsSent, 0)
+  t.is(l.b.metrics.resetsReceived, 0)
+  l.stop()
+})
+
+test('an orphaned connection resets a peer that still sends data, and one that never sends its FIN', async (t) => {
+  const l = new Link({ finTimeoutMs: 200 })
+  const [c, s] = await pair(l)
+  c.end()
+  c.destroy()
+  await once(s.resume(), 'end')
+  const err = once(s, 'error')
+  s.write(Buffer.from('nobody reads this'))
+  const [e] = (await err) as [TcpError]
+  t.is(e.errno, 'ECONNRESET', 'data after close: RST, as Linux')
+  t.is(l.a.metrics.resetsSent, 1)
+  const [c2, s2] = await pair2(l)
+  c2.end()
+  c2.destroy()
+  await once(s2.resume(), 'end')
+  const err2 = once(s2, 'error')
+  // s2 never ends: after finTimeoutMs the orphan gives up with RST.
+  const [e2] = (await err2) as [TcpError]
+  t.is(e2.errno, 'ECONNRESET')
+  t.is(l.a.metrics.resetsSent, 2)
   l.stop()
 })
 

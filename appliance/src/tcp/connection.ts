@@ -67,6 +67,11 @@ export interface TcpConfig {
   delayedAckMs: number
   /** TIME-WAIT duration (2 MSL, RFC 9293 §3.3.2); a proxy wants it short — see stack.ts for reuse. */
   timeWaitMs: number
+  /**
+   * How long an orphaned connection (see orphan()) waits for the peer's FIN before giving up with RST
+   * (Linux tcp_fin_timeout: 60 s).
+   */
+  finTimeoutMs: number
   keepalive: KeepaliveConfig | null
   /** NewReno (RFC 5681/6582) or CUBIC (RFC 9438, Linux's default). */
   congestionControl: 'newreno' | 'cubic'
@@ -87,6 +92,7 @@ export const DEFAULT_CONFIG: TcpConfig = {
   maxRetries: 15,
   delayedAckMs: 40,
   timeWaitMs: 60_000,
+  finTimeoutMs: 60_000,
   keepalive: null,
   congestionControl: 'cubic',
   windowScaling: true,
@@ -204,6 +210,10 @@ export class Connection {
   readonly #delack: Deadline
   readonly #keepalive: Deadline
   readonly #timeWait: Deadline
+  /** Set by orphan(): no reader any more; data that still arrives is answered with RST. */
+  #orphaned = false
+  #dataWhileOrphaned = false
+  #finTimeout: Deadline | undefined
   /** Consecutive RTO expiries without progress (RFC 9293 §3.8.3 R1/R2). */
   #retries = 0
   /** Consecutive zero-window probes without any ACK (RFC 9293 §3.8.6.1). */
@@ -387,6 +397,32 @@ export class Connection {
     this.#finish(err)
   }
 
+  /** Our FIN is queued (close() was called, possibly still waiting for the handshake to finish). */
+  get closing(): boolean {
+    return this.#finQueued || this.#closeRequested
+  }
+
+  /**
+   * The application is gone after close(), before the peer's FIN (Linux's close() with nothing unread): the
+   * connection finishes the FIN exchange on its own instead of resetting a peer that closes in order right
+   * behind us. Data that still arrives has no reader and is answered with RST, as Linux does
+   * (TCPAbortOnData); a peer that never sends its FIN is reset after cfg.finTimeoutMs.
+   */
+  orphan(): void {
+    if (this.state === State.CLOSED) return
+    if (!this.closing) {
+      this.abort()
+      return
+    }
+    this.#orphaned = true
+    this.events = {}
+    this.#finTimeout ??= new Deadline(this.#ctx.clock, () => {
+      if (this.state !== State.TIME_WAIT)
+        this.abort(new TcpError(TcpErrorCode.timeout, 'no FIN from the peer'))
+    })
+    this.#finTimeout.setIn(this.cfg.finTimeoutMs)
+  }
+
   /** Forgets the connection without sending anything (a half-open entry evicted under a SYN flood). */
   drop(): void {
     this.#finish(undefined)
@@ -479,6 +515,10 @@ export class Connection {
       }
     } finally {
       this.#inInput = false
+    }
+    if (this.#dataWhileOrphaned) {
+      this.abort(new TcpError(TcpErrorCode.reset, 'data after close'))
+      return
     }
     this.#afterInput()
   }
@@ -960,6 +1000,10 @@ export class Connection {
   }
 
   #deliver(chunk: Uint8Array): void {
+    if (this.#orphaned) {
+      this.#dataWhileOrphaned = true
+      return
+    }
     this.rcvNxt = seqAdd(this.rcvNxt, chunk.length)
     this.rcvUnread += chunk.length
     this.events.onData?.(chunk)
@@ -1478,6 +1522,7 @@ export class Connection {
     this.#delack.clear()
     this.#keepalive.clear()
     this.#timeWait.clear()
+    this.#finTimeout?.clear()
     this.ooo.clear()
     this.#setState(State.CLOSED)
     this.events.onClose?.(err)

@@ -4,7 +4,9 @@
 //   - read backpressure: the receive window is the receive buffer minus what sits unread in the readable
 //     side, so a consumer that stops reading closes the peer's window instead of growing our memory;
 //   - end() half-closes (FIN) while the readable side keeps flowing until the peer's FIN ('end');
-//   - destroy() aborts with RST unless both directions already closed in order.
+//   - destroy() aborts with RST, except after end() with nothing left unread: then, as Linux's close(), the
+//     connection finishes its FIN exchange on its own (Connection.orphan) — a peer closing in order right
+//     behind us (TLS close_notify, then FIN) must not be reset.
 
 import { Duplex } from 'node:stream'
 import type { Connection, ConnectionEvents, TcpConfig } from './connection.ts'
@@ -128,9 +130,11 @@ export class TcpSocket extends Duplex {
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     const c = this.connection
-    // Both directions closed in order: let the connection finish its FIN exchange (TIME-WAIT and all).
-    const orderly = !err && this.writableFinished && this.readableEnded
-    if (!c.closed && !orderly) c.abort()
+    if (!c.closed) {
+      // _final has run (our FIN is queued) and nothing we were given is left unread: close, don't reset.
+      if (!err && c.closing && this.#unread === 0 && this.readableLength === 0) c.orphan()
+      else c.abort()
+    }
     cb(err)
   }
 }
