@@ -50,6 +50,9 @@ const KA_MAX = Number(process.env.KA_MAX ?? 200_000)
 // leg crosses the lab too), and the stand-in keeps a socket per flow for the lab's life.
 const NEW_MAX = Number(process.env.NEW_MAX ?? 500)
 const PIN = process.env.PIN ?? 'split'
+/** which loads to run (comma-separated), for a quicker look at one of them */
+const MODES = (process.env.MODES ?? 'keepalive,newconn').split(',') as ('keepalive' | 'newconn')[]
+if (MODES.some((m) => m !== 'keepalive' && m !== 'newconn')) throw new Error('MODES=keepalive,newconn')
 const PROFILE = process.env.PROFILE as 'keepalive' | 'newconn' | undefined
 const PROFILE_MS = Number(process.env.PROFILE_MS ?? 10_000)
 if (PROFILE && PROFILE !== 'keepalive' && PROFILE !== 'newconn') throw new Error('PROFILE=keepalive|newconn')
@@ -94,7 +97,8 @@ function which(cmd: string): boolean {
     return false
   }
 }
-const HAVE_MITM = which('mitmdump')
+// NO_MITM=1 leaves mitmproxy out even where it is installed (a quicker flowgate-vs-bare look).
+const HAVE_MITM = !process.env.NO_MITM && which('mitmdump')
 
 // A hard bound on the whole run: nothing here may hang a CI box or a laptop.
 let lab: GwlbLab | undefined
@@ -162,6 +166,8 @@ interface Sample {
   busy: Record<'appliance' | 'proxy' | 'standin' | 'client' | 'origin', number>
   /** CLOCK_MONOTONIC µs around the client's run (V8 CPU profiles use the same clock) */
   window: [number, number]
+  /** ms per request or connection as the client saw it; slow: how many took over 500 ms */
+  latency: { p50: number; p99: number; max: number; slow: number }
 }
 
 const median = (xs: number[]) => {
@@ -358,6 +364,10 @@ spec:
       failed: number
       ms: number
       cpuMs: number
+      p50: number
+      p99: number
+      max: number
+      slow: number
     }
     // The client's window starts after its own start-up (and, for keep-alive, after its connections are
     // open); the others' CPU is read around the whole client run, which slightly over-counts their share.
@@ -381,6 +391,7 @@ spec:
         client: per(d.client),
       },
       window: [w0, w1],
+      latency: { p50: out.p50, p99: out.p99, max: out.max, slow: out.slow },
       busy: {
         appliance: busy(d.appliance),
         proxy: busy(d.proxy),
@@ -415,7 +426,7 @@ spec:
     return
   }
 
-  const modes: Mode[] = ['keepalive', 'newconn']
+  const modes = MODES
   const samples = new Map<string, Sample[]>()
   const key = (t: string, m: Mode) => `${t}/${m}`
   let failures = 0
@@ -448,7 +459,11 @@ spec:
       `ECDSA P-256 everywhere; placement ${PIN === 'none' ? 'unpinned' : 'CPU 0: appliance + proxies, CPU 1: stand-in + client + origins'}; shared 2-CPU machine`,
   )
   if (!HAVE_MITM)
-    console.log('  mitmproxy: not installed (apt-get install -y mitmproxy): its column is left out')
+    console.log(
+      process.env.NO_MITM
+        ? '  mitmproxy: left out (NO_MITM)'
+        : '  mitmproxy: not installed (apt-get install -y mitmproxy): its column is left out',
+    )
   for (const mode of modes) {
     console.log(`\n${unit[mode]}: median [min–max] over rounds`)
     for (const t of targets) {
@@ -470,6 +485,15 @@ spec:
     ratio('flowgate', 'bare-node')
     ratio('flowgate', 'mitmproxy')
     ratio('bare-node', 'mitmproxy')
+    console.log(
+      `  latency as the client saw it, ms per ${mode === 'keepalive' ? 'request' : 'connection'} (median over rounds; slow: over 500 ms, all rounds):`,
+    )
+    for (const t of targets) {
+      const ss = samples.get(key(t.name, mode)) ?? []
+      const l = (q: 'p50' | 'p99' | 'max') => fmt(median(ss.map((s) => s.latency[q])), 1)
+      const slow = ss.reduce((n, s) => n + s.latency.slow, 0)
+      console.log(`    ${t.name.padEnd(10)} p50 ${l('p50')}  p99 ${l('p99')}  max ${l('max')}  slow ${slow}`)
+    }
     console.log(`  CPU ms per 1,000 (median) and share of a CPU used during the window:`)
     for (const t of targets) {
       const ss = samples.get(key(t.name, mode)) ?? []

@@ -5,7 +5,8 @@
 //   newconn:   CONNS workers, each looping: new TCP connection + full TLS handshake (no session
 //              resumption: no session is ever offered) + one GET + close → connections/s.
 // Every response is checked (status 200, the whole body by Content-Length). Prints one JSON line:
-//   {"ok","failed","ms","cpuMs"}  (cpuMs: this process's CPU time over the timed part)
+//   {"ok","failed","ms","cpuMs","p50","p99","max","slow"}  (cpuMs: this process's CPU time over the timed
+//   part; p50/p99/max: ms per request or per connection; slow: how many took over 500 ms)
 //   node bench/tls/client.ts MODE HOST PORT SERVERNAME CA_FILE CONNS COUNT MS
 import { readFileSync } from 'node:fs'
 import { connect, createSecureContext, type TLSSocket } from 'node:tls'
@@ -80,6 +81,8 @@ function exchange(s: TLSSocket): Promise<void> {
 
 let ok = 0
 let failed = 0
+/** ms per successful request (keep-alive) or connection (new connections), for the latency tail. */
+const took: number[] = []
 let started = 0
 let deadline = 0
 const more = () => started < COUNT && performance.now() < deadline
@@ -90,7 +93,9 @@ async function keepalive(): Promise<void> {
     while (more()) {
       started++
       try {
+        const t = performance.now()
         await exchange(socks[i]!)
+        took.push(performance.now() - t)
         ok++
       } catch {
         failed++
@@ -115,8 +120,10 @@ async function newconn(): Promise<void> {
       started++
       let s: TLSSocket | undefined
       try {
+        const t = performance.now()
         s = await open()
         await exchange(s)
+        took.push(performance.now() - t)
         ok++
         s.end()
       } catch {
@@ -139,7 +146,20 @@ function startClock() {
 function report(t0: number, cpu0: NodeJS.CpuUsage): void {
   const ms = performance.now() - t0
   const c = process.cpuUsage(cpu0)
-  console.log(JSON.stringify({ ok, failed, ms, cpuMs: (c.user + c.system) / 1000 }))
+  took.sort((a, b) => a - b)
+  const at = (q: number) => took[Math.min(took.length - 1, Math.floor(q * took.length))] ?? Number.NaN
+  console.log(
+    JSON.stringify({
+      ok,
+      failed,
+      ms,
+      cpuMs: (c.user + c.system) / 1000,
+      p50: at(0.5),
+      p99: at(0.99),
+      max: took.at(-1) ?? Number.NaN,
+      slow: took.filter((x) => x > 500).length,
+    }),
+  )
 }
 
 if (mode === 'keepalive') await keepalive()
