@@ -19,6 +19,7 @@ import { type SecureContext, type TLSSocket, TLSSocket as TlsSocket, connect as 
 import type { Decision, FlowFacts, PolicyEngine } from '../../../policy/src/engine/index.ts'
 import type { CertificateAuthority } from '../ca/index.ts'
 import type { TcpSocket } from '../tcp/stream.ts'
+import { streamSocketFor } from '../tcp/stream-handle.ts'
 import { type FirstBytes, readFirstBytes } from './first-bytes.ts'
 import { type InterceptFacts, type ProxiedFlow, relay } from './tcp-proxy.ts'
 
@@ -244,7 +245,7 @@ export class Interceptor {
     const alpn = offered.filter((p) => HTTP_ALPN.has(p))
     const handshakeMs = this.#o.handshakeMs ?? 10_000
     const upstream = tlsConnect({
-      socket: up,
+      socket: streamSocketFor(up),
       // An IP literal is not a valid SNI (RFC 6066 §3); the identity check then needs the address.
       ...(isIP(sni) ? { host: sni } : { servername: sni }),
       secureContext: this.#o.upstreamTrust,
@@ -281,7 +282,7 @@ export class Interceptor {
       upstream.destroy()
       return
     }
-    const client = new TlsSocket(down, {
+    const client = new TlsSocket(streamSocketFor(down), {
       isServer: true,
       secureContext: leaf,
       // The server's choice, which the client offered (we offered the server only the client's list).

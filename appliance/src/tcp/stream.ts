@@ -22,6 +22,8 @@ export class TcpSocket extends Duplex {
   #unread = 0
   #pendingWrite: ((err?: Error | null) => void) | undefined
   #connected = false
+  /** The peer's FIN has been delivered (pushed as the readable side's end). */
+  #eof = false
 
   constructor(conn: Connection, tuple: FourTuple) {
     super({
@@ -42,6 +44,7 @@ export class TcpSocket extends Duplex {
         this.#syncConsumed()
       },
       onEof: () => {
+        this.#eof = true
         this.push(null)
       },
       onDrain: () => this.#flushPending(),
@@ -128,11 +131,27 @@ export class TcpSocket extends Duplex {
     if (!this.readableEnded) this.push(null)
   }
 
+  /**
+   * Gives the connection's events to a lower-level consumer (stream-handle.ts: TLS straight on the
+   * connection) and returns what had been delivered and not read yet (still unconsumed: the consumer
+   * consumes it), and whether the peer's FIN came with it. This socket stays the connection's owner:
+   * destroy() still chooses between FIN and RST, and 'close' still tells the proxy the flow is done.
+   */
+  handOver(events: ConnectionEvents): { unread: Uint8Array[]; eof: boolean } {
+    const unread: Uint8Array[] = []
+    // Readable's own read(): ours would count these bytes as consumed, and the new consumer does that.
+    for (let c = super.read() as Buffer | null; c !== null; c = super.read() as Buffer | null) unread.push(c)
+    this.#unread = 0
+    this.#pendingWrite = undefined
+    this.connection.events = events
+    return { unread, eof: this.#eof }
+  }
+
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     const c = this.connection
     if (!c.closed) {
-      // _final has run (our FIN is queued) and nothing we were given is left unread: close, don't reset.
-      if (!err && c.closing && this.#unread === 0 && this.readableLength === 0) c.orphan()
+      // _final has run (our FIN is queued) and nothing delivered is left unread: close, don't reset.
+      if (!err && c.closing && c.rcvUnread === 0) c.orphan()
       else c.abort()
     }
     cb(err)
