@@ -59,7 +59,7 @@ export class Ctx {
         this.established = true
       },
       onData: (b) => {
-        this.data.push(b)
+        this.data.push(Buffer.from(b))
         if (this.autoConsume) this.conn.consumed(b.length)
       },
       onEof: () => {

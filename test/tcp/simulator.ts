@@ -289,7 +289,7 @@ export function runSeed(
   const events = (s: Side) => ({
     onEstablished: () => pump(s),
     onData: (bytes: Uint8Array) => {
-      s.received.push(bytes)
+      s.received.push(Buffer.from(bytes))
       s.receivedBytes += bytes.length
       if (s.slow) {
         const wasIdle = s.unconsumed === 0

@@ -32,9 +32,11 @@ export const cryptoRandom: Random = {
 }
 
 /**
- * One re-armable deadline over a Clock. TCP moves its retransmission deadline on nearly every ACK; instead
- * of cancelling and re-creating a clock timer each time, a later deadline just records itself and the
- * pending timer re-arms for the remainder when it fires.
+ * One re-armable deadline over a Clock. TCP moves its retransmission deadline on nearly every ACK and clears
+ * and sets its delayed-ACK and probe deadlines on nearly every segment; instead of cancelling and re-creating
+ * a clock timer each time, a later deadline just records itself, a cleared one leaves the pending timer to
+ * fire into nothing, and the pending timer re-arms for the remainder when it fires. cancel() really cancels
+ * (a connection that is gone must not be held by its timers).
  */
 export class Deadline {
   #at = -1
@@ -68,7 +70,13 @@ export class Deadline {
     this.#arm(at)
   }
 
+  /** Disarms; the clock timer, if any, stays pending (a set() before it fires reuses it). */
   clear(): void {
+    this.#at = -1
+  }
+
+  /** Disarms and cancels the clock timer. */
+  cancel(): void {
     this.#at = -1
     if (this.#armedFor >= 0) {
       this.#clock.clearTimer(this.#handle)

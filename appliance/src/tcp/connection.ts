@@ -124,7 +124,10 @@ export interface ConnectionContext {
 export interface ConnectionEvents {
   /** The three-way handshake completed. */
   onEstablished?(): void
-  /** In-order data; the connection owns no reference to it afterwards. Call consumed() once it is read. */
+  /**
+   * In-order data, valid only during this call: it may be a view into a received datagram whose buffer is
+   * reused next (copy what you keep). Call consumed() once it is read.
+   */
   onData?(bytes: Uint8Array): void
   /** The peer's FIN: no more data will arrive. */
   onEof?(): void
@@ -971,7 +974,7 @@ export class Connection {
     }
     if (data.length > this.#rcvMss) this.#rcvMss = data.length
     if (start === this.rcvNxt) {
-      this.#deliver(Buffer.from(data))
+      this.#deliver(data)
       this.#measureRcvRtt(this.#ctx.clock.now())
       let filled = false
       if (!this.ooo.empty) {
@@ -1516,13 +1519,13 @@ export class Connection {
       this.#ctx.shrinkBuffers?.(this.#grown)
       this.#grown = 0
     }
-    this.#rtx.clear()
-    this.#pto.clear()
-    this.#reo.clear()
-    this.#delack.clear()
-    this.#keepalive.clear()
-    this.#timeWait.clear()
-    this.#finTimeout?.clear()
+    this.#rtx.cancel()
+    this.#pto.cancel()
+    this.#reo.cancel()
+    this.#delack.cancel()
+    this.#keepalive.cancel()
+    this.#timeWait.cancel()
+    this.#finTimeout?.cancel()
     this.ooo.clear()
     this.#setState(State.CLOSED)
     this.events.onClose?.(err)

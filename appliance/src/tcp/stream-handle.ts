@@ -106,7 +106,7 @@ class ConnectionStreamSocket extends Socket {
         if (this.#reading && this.#held.length === 0) {
           this.#h.readBuffer(bytes) // copied by the binding; TLS decrypts it before this returns
           conn.consumed(bytes.length)
-        } else this.#held.push(bytes)
+        } else this.#held.push(Buffer.from(bytes)) // a view, valid only during this call
       },
       onEof: () => {
         this.#eof = true

@@ -40,7 +40,7 @@ export class TcpSocket extends Duplex {
       },
       onData: (bytes) => {
         this.#unread += bytes.length
-        this.push(bytes)
+        this.push(Buffer.from(bytes)) // the connection's view is only valid during this call
         this.#syncConsumed()
       },
       onEof: () => {
