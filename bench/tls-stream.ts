@@ -126,7 +126,12 @@ async function open(t: Transport, n: number): Promise<{ pairs: Pair[]; close(): 
     await Promise.all([once(client, 'secureConnect'), once(server, 'secure')])
     pairs.push([client, server])
   }
-  return { pairs, close: () => pairs.flat().forEach((s) => s.destroy()) }
+  return {
+    pairs,
+    close: () => {
+      for (const s of pairs.flat()) s.destroy()
+    },
+  }
 }
 
 /** COUNT exchanges spread over the pairs; resolves with CPU µs per exchange. */
