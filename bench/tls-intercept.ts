@@ -289,7 +289,11 @@ spec:
       '--upstream-ca',
       originCa,
     ],
-    profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
+    [
+      ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
+      // e.g. APPLIANCE_NODE_FLAGS=--perf-basic-prof, for `perf record -p` on the appliance
+      ...(process.env.APPLIANCE_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
+    ],
   )
   createWriteStream(caKeyFifo).end(keyPem)
   const appliance = await applianceReady

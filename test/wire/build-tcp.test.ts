@@ -117,3 +117,26 @@ test('0 when the segment does not fit the buffer', (t) => {
   const small = Buffer.alloc(100)
   t.is(buildTcpSegment(geneveHeader({}), 4, src4, dst4, seg({ payload: new Uint8Array(200) }), small), 0)
 })
+
+test('built in place at an offset (a send-ring slot): the same bytes as at 0, nothing written outside the slot', (t) => {
+  const g = geneveHeader({ cookie: 99 })
+  const s = seg({
+    flags: 0x18,
+    seq: 7,
+    ack: 8,
+    timestamp: { val: 3, ecr: 4 },
+    payload: Uint8Array.of(1, 2, 3),
+  })
+  const alone = Buffer.alloc(2000)
+  const n = buildTcpSegment(g, 4, src4, dst4, s, alone)
+  const ring = Buffer.alloc(3 * 1000, 0xee)
+  const m = buildTcpSegment(g, 4, src4, dst4, s, ring, 1000, 2000)
+  t.is(m, n)
+  t.deepEqual(ring.subarray(1000, 1000 + m), alone.subarray(0, n))
+  t.true(ring.subarray(0, 1000).every((b) => b === 0xee) && ring.subarray(1000 + m).every((b) => b === 0xee))
+  t.is(
+    buildTcpSegment(g, 4, src4, dst4, seg({ payload: new Uint8Array(950) }), ring, 1000, 2000),
+    0,
+    'too big',
+  )
+})

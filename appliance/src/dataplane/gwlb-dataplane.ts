@@ -238,15 +238,26 @@ export class GwlbDataplane implements Dataplane {
     if (!this.io || this.closed || !flows.isLive(f.flow) || flows.gen[f.flow] !== f.gen) return
     const g = flows.copyGeneve(f.flow, this.proxyGeneve, 0)
     if (g === 0) return
-    const [src, dst] = towardClient ? [f.server, f.client] : [f.client, f.server]
-    const n = buildTcpSegment(this.proxyGeneve.subarray(0, g), f.family, src, dst, seg, this.proxyOut)
-    if (n === 0) return
-    if (this.capture.active) this.captureSent(towardClient ? CLIENT_SIDE : SERVER_SIDE, n)
-    this.io.send(this.proxyOut, 0, n, {
+    const src = towardClient ? f.server : f.client
+    const dst = towardClient ? f.client : f.server
+    const geneve = this.proxyGeneve.subarray(0, g)
+    const path = {
       localAddr: f.localAddr,
       remoteAddr: flows.outerIp[f.flow]!,
       remotePort: flows.outerPort[f.flow]!,
-    })
+    }
+    if (this.capture.active) {
+      const n = buildTcpSegment(geneve, f.family, src, dst, seg, this.proxyOut)
+      if (n === 0) return
+      this.captureSent(towardClient ? CLIENT_SIDE : SERVER_SIDE, n)
+      this.io.send(this.proxyOut, 0, n, path)
+      return
+    }
+    // Built straight into the send ring: no copy of the segment on its way out.
+    const io = this.io
+    const at = io.reserve()
+    const n = buildTcpSegment(geneve, f.family, src, dst, seg, io.txBuffer, at, at + io.txSlotSize)
+    if (n > 0) io.commit(n, path)
   }
 
   /** The packet the fast path just parsed, as received from GWLB, to the captures. */

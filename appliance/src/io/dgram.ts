@@ -200,6 +200,27 @@ export class DgramPacketIO implements PacketIO {
     this.out(copy, 0, length, u32ToIpv4(path.remoteAddr), path.remotePort)
   }
 
+  /** Scratch space for reserve()/commit(): dgram sends a copy, so one datagram's worth is enough. */
+  #scratch: Buffer | undefined
+
+  get txBuffer(): Uint8Array {
+    this.#scratch ??= Buffer.alloc(this.opts.slotSize)
+    return this.#scratch
+  }
+
+  get txSlotSize(): number {
+    return this.opts.slotSize
+  }
+
+  reserve(): number {
+    if (!this.main) throw new PacketIOError('FG_ERR_IO_STATE', 'packet I/O not started')
+    return 0
+  }
+
+  commit(length: number, path: ReturnPath): void {
+    this.send(this.txBuffer, 0, length, path)
+  }
+
   flush(): void {
     // Each send is already handed to the kernel (or queued behind a bind) as it is made.
   }

@@ -161,9 +161,30 @@ export class NativePacketIO implements PacketIO {
       this.stats.txDropped++
       return
     }
+    this.txRing.set(bytes.subarray(offset, offset + length), this.reserve())
+    this.commit(length, path)
+  }
+
+  get txBuffer(): Uint8Array {
+    return this.txRing
+  }
+
+  get txSlotSize(): number {
+    return this.opts.slotSize
+  }
+
+  reserve(): number {
+    if (!this.tx) throw new PacketIOError('FG_ERR_IO_STATE', 'packet I/O not started')
     if (this.txSlotsUsed === this.opts.sendSlots || this.txCount === this.txMax) this.flush()
+    return this.txSlotsUsed * this.opts.slotSize
+  }
+
+  commit(length: number, path: ReturnPath): void {
+    if (length <= 0 || length > this.opts.slotSize) {
+      this.stats.txDropped++
+      return
+    }
     const at = this.txSlotsUsed++ * this.opts.slotSize
-    this.txRing.set(bytes.subarray(offset, offset + length), at)
     const m = this.txMeta
     const o = this.txCount++ * W
     m[o] = BUF_TX

@@ -91,6 +91,14 @@ export interface PacketIO {
   reply(batch: RxBatch, i: number, length?: number): void
   /** Queues a copy of bytes[offset, offset+length) to a flow's return path. Usable anywhere. */
   send(bytes: Uint8Array, offset: number, length: number, path: ReturnPath): void
+  /**
+   * A datagram built in place instead of copied in: reserve() returns where in `txBuffer` up to `txSlotSize`
+   * bytes may be written, commit() queues them to `path`. Nothing else may be sent between the two.
+   */
+  reserve(): number
+  readonly txBuffer: Uint8Array
+  readonly txSlotSize: number
+  commit(length: number, path: ReturnPath): void
   /** sends everything queued now (done automatically after each batch and at the end of a tick) */
   flush(): void
   close(): Promise<void>

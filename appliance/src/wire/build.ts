@@ -197,13 +197,16 @@ export function buildTcpSegment(
   dst: Uint8Array,
   seg: TcpSegmentFields,
   out: Uint8Array,
+  /** where in `out` the datagram starts, and where the room for it ends (a slot of a send ring) */
+  base = 0,
+  limit = out.length,
 ): number {
-  const g = geneve.length
+  const g = base + geneve.length
   const ipLen = family === 4 ? 20 : 40
   // Options first into their place, to know the header length.
   const t = g + ipLen
-  if (t + 60 + seg.payload.length > out.length) return 0
-  out.set(geneve, 0)
+  if (t + 60 + seg.payload.length > limit) return 0
+  out.set(geneve, base)
   const optLen = writeTcpOptions(out, t + 20, seg)
   const tcpLen = 20 + optLen + seg.payload.length
   if (family === 4) writeIpv4Header(out, g, 6, ipLen + tcpLen, src, 0, dst, 0)
@@ -218,5 +221,5 @@ export function buildTcpSegment(
   const c = checksum(out, t, tcpLen, ps)
   out[t + 16] = c >> 8
   out[t + 17] = c & 0xff
-  return t + tcpLen
+  return t + tcpLen - base
 }
