@@ -144,6 +144,28 @@ function cpuMsOf(pid: number | undefined): number {
     return 0
   }
 }
+/** CPU `cpu`'s busy time in ms from /proc/stat: user + nice + system + irq + softirq (not idle, iowait, steal). */
+function cpuBusyMs(cpu: number): number {
+  const line = readFileSync('/proc/stat', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`cpu${cpu} `))
+  if (!line) return Number.NaN
+  const [user, nice, system, , , irq, softirq] = line.trim().split(/\s+/).slice(1).map(Number)
+  return ((user! + nice! + system! + irq! + softirq!) * 1000) / 100 // USER_HZ
+}
+
+/**
+ * Receive Packet Steering: the CPU whose softirq processes what `dev` receives. A packet written into a TUN
+ * or sent over a veth is otherwise received (TCP and all) in the writer's context — the kernel TCP of a
+ * proxy fed by the stand-in would be charged to the stand-in's CPU.
+ */
+function steer(ns: string | null, dev: string, cpu: 0 | 1): void {
+  const file = `/sys/class/net/${dev}/queues/rx-0/rps_cpus`
+  const mask = String(1 << cpu)
+  if (ns === null) writeFileSync(file, mask)
+  else execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', `echo ${mask} > ${file}`])
+}
+
 const selfCpuMs = () => {
   const c = process.cpuUsage()
   return (c.user + c.system) / 1000
@@ -164,6 +186,8 @@ interface Sample {
   cpu: Record<'appliance' | 'proxy' | 'standin' | 'client' | 'origin', number>
   /** share of one CPU each used over the window */
   busy: Record<'appliance' | 'proxy' | 'standin' | 'client' | 'origin', number>
+  /** all of CPU 0's busy time (user, system, irq, softirq) per 1,000, with RPS steering (PIN=split only) */
+  cpu0: number
   /** CLOCK_MONOTONIC µs around the client's run (V8 CPU profiles use the same clock) */
   window: [number, number]
   /** ms per request or connection as the client saw it; slow: how many took over 500 ms */
@@ -250,6 +274,11 @@ spec:
 
   lab = await GwlbLab.create({ firstPort: 10_000 })
   const L = lab
+  if (PIN !== 'none') {
+    steer(L.appliance, `fg${L.ns.id}a`, 0)
+    steer(null, `fg${L.ns.id}g`, 1)
+    steer(L.client, `fg${L.ns.id}c`, 1)
+  }
   // Client-initiated closes leave TIME_WAIT behind at the rates measured here.
   for (const ns of [L.client, L.server]) {
     execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv4.tcp_tw_reuse=1'])
@@ -340,6 +369,12 @@ spec:
       proxy: t.proxy?.pid,
       origin: (t.name === 'flowgate' ? originFlowgate : originTwin).pid,
     }
+    if (PIN !== 'none') {
+      // Everything the box receives is processed on CPU 0, everything the world receives on CPU 1: the
+      // server namespace holds flowgate's origin (world) but the baselines' proxy (box).
+      steer(L.server, `fg${L.ns.id}s`, t.name === 'flowgate' ? 1 : 0)
+    }
+    const cpu0At = cpuBusyMs(0)
     const c0 = {
       appliance: cpuMsOf(pids.appliance),
       proxy: cpuMsOf(pids.proxy),
@@ -395,6 +430,7 @@ spec:
         client: per(d.client),
       },
       window: [w0, w1],
+      cpu0: PIN === 'none' ? Number.NaN : per(cpuBusyMs(0) - cpu0At),
       latency: { p50: out.p50, p99: out.p99, max: out.max, slow: out.slow },
       busy: {
         appliance: busy(d.appliance),
@@ -528,6 +564,22 @@ spec:
     cap('flowgate', 'bare-node')
     cap('flowgate', 'mitmproxy')
     cap('bare-node', 'mitmproxy')
+    if (PIN !== 'none') {
+      // The steadier capacity figure: everything on CPU 0, where the box runs and (RPS) receives its packets.
+      const c0 = (t: string) => median((samples.get(key(t, mode)) ?? []).map((x) => x.cpu0))
+      console.log(
+        `  all of CPU 0 (the box, its packet receive steered there by RPS), CPU ms per 1,000 → capacity ratio:`,
+      )
+      for (const t of targets) console.log(`    ${t.name.padEnd(10)} ${fmt(c0(t.name)).padStart(6)}`)
+      for (const [a, b] of [
+        ['flowgate', 'bare-node'],
+        ['flowgate', 'mitmproxy'],
+        ['bare-node', 'mitmproxy'],
+      ] as const) {
+        if (samples.has(key(a, mode)) && samples.has(key(b, mode)))
+          console.log(`    ${`${a} / ${b}`.padEnd(24)} ${fmt(c0(b) / c0(a), 2).padStart(6)}×`)
+      }
+    }
   }
   const report = L.report()
   console.log(
