@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { pipeline } from 'node:stream/promises'
 import test from 'ava'
+import { relay } from '../../appliance/src/dataplane/tcp-proxy.ts'
 import { FakeClock, SeededRandom } from '../../appliance/src/tcp/clock.ts'
 import { resetFor } from '../../appliance/src/tcp/connection.ts'
 import type { TcpError } from '../../appliance/src/tcp/errors.ts'
@@ -163,6 +164,26 @@ test('an orphaned connection resets a peer that still sends data, and one that n
   const [e2] = (await err2) as [TcpError]
   t.is(e2.errno, 'ECONNRESET')
   t.is(l.a.metrics.resetsSent, 2)
+  l.stop()
+})
+
+test('relay: an abort on one side resets the other, even one already half-closed in order', async (t) => {
+  // client c1 ⇄ s1 [relay] c2 ⇄ s2 origin. The origin ends first (its FIN is relayed: s1's FIN is queued),
+  // then resets: the client must see that reset, not a quiet close (docs/flowpolicy.md, tcpProxy).
+  const l = new Link()
+  const [c1, s1] = await pair(l)
+  const [c2, s2] = await pair2(l)
+  relay(s1, c2)
+  c1.resume()
+  s2.end()
+  await once(c1, 'end') // the origin's FIN reached the client through the relay
+  const err = once(c1, 'error')
+  const at = l.clock.now()
+  s2.connection.abort()
+  const [e] = (await err) as [TcpError]
+  t.is(e.errno, 'ECONNRESET')
+  // At once, not when the relay's half-closed side gave up waiting for the client's FIN (finTimeoutMs).
+  t.true(l.clock.now() - at < 1000, `reset after ${l.clock.now() - at} ms`)
   l.stop()
 })
 

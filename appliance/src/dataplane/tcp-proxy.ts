@@ -19,7 +19,7 @@ import { gwlbMss } from '../tcp/options.ts'
 import { Flag, makeSegment, type SackBlock, type TcpRepr } from '../tcp/segment.ts'
 import type { Seq } from '../tcp/seq.ts'
 import { type FourTuple, type StackLimits, TcpStack } from '../tcp/stack.ts'
-import { type TcpSocket, tcpAccept, tcpConnect } from '../tcp/stream.ts'
+import { TcpSocket, tcpAccept, tcpConnect } from '../tcp/stream.ts'
 import type { ParsedPacket } from '../wire/packet.ts'
 
 /** One terminated flow. */
@@ -330,12 +330,10 @@ export class TcpProxy {
   /** Aborts a flow whose table entry went away. */
   #drop(f: ProxiedFlow): void {
     this.#forget(f)
-    for (const s of [f.upstream, f.downstream]) {
-      // Reset, not closed: a destroyed socket whose FIN is queued would otherwise linger (orphaned) for the
-      // FIN of a peer the flow table has already forgotten.
-      s?.connection.abort()
-      s?.destroy()
-    }
+    // Reset, not closed: a socket whose FIN is queued would otherwise linger (orphaned) for the FIN of a
+    // peer the flow table has already forgotten.
+    f.upstream?.resetAndDestroy()
+    f.downstream?.resetAndDestroy()
   }
 
   /** Aborts every flow (shutdown). */
@@ -359,7 +357,10 @@ export function relay(a: Duplex, b: Duplex): void {
   a.pipe(b)
   b.pipe(a)
   const abort = (other: Duplex) => () => {
-    if (!other.destroyed) other.destroy()
+    if (other.destroyed) return
+    // A reset even of a side already half-closed in order, which destroy() would close, not reset.
+    if (other instanceof TcpSocket) other.resetAndDestroy()
+    else other.destroy()
   }
   a.on('error', abort(b))
   b.on('error', abort(a))

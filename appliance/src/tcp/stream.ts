@@ -147,6 +147,12 @@ export class TcpSocket extends Duplex {
     return { unread, eof: this.#eof }
   }
 
+  /** RST now and destroy, whatever was queued or half-closed (as net.Socket's resetAndDestroy). */
+  resetAndDestroy(): this {
+    this.connection.abort()
+    return this.destroy()
+  }
+
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     const c = this.connection
     if (!c.closed) {
