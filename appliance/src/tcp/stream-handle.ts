@@ -69,6 +69,8 @@ class ConnectionStreamSocket extends Socket {
   #eof = false
   #eofDelivered = false
   #write: WriteReq | undefined
+  /** the status #write completes with */
+  #writeStatus = 0
   #shutdown: WriteReq | undefined
   #pendingShutdown: WriteReq | undefined
   #closing = false
@@ -100,13 +102,10 @@ class ConnectionStreamSocket extends Socket {
   }
 
   #events(): ConnectionEvents {
-    const conn = this.#owner.connection
     return {
       onData: (bytes) => {
-        if (this.#reading && this.#held.length === 0) {
-          this.#h.readBuffer(bytes) // copied by the binding; TLS decrypts it before this returns
-          conn.consumed(bytes.length)
-        } else this.#held.push(Buffer.from(bytes)) // a view, valid only during this call
+        if (this.#reading && this.#held.length === 0) this.#feed(bytes)
+        else this.#held.push(Buffer.from(bytes)) // a view, valid only during this call
       },
       onEof: () => {
         this.#eof = true
@@ -130,13 +129,14 @@ class ConnectionStreamSocket extends Socket {
     }
   }
 
+  /** To TLS, which decrypts it before this returns (the binding copies it): consumed, the window reopens. */
+  #feed(bytes: Uint8Array): void {
+    this.#h.readBuffer(bytes)
+    this.#owner.connection.consumed(bytes.length)
+  }
+
   #flushHeld(): void {
-    const conn = this.#owner.connection
-    while (this.#reading && this.#held.length > 0 && !this.destroyed) {
-      const b = this.#held.shift()!
-      this.#h.readBuffer(b)
-      conn.consumed(b.length)
-    }
+    while (this.#reading && this.#held.length > 0 && !this.destroyed) this.#feed(this.#held.shift()!)
     if (this.#eof && !this.#eofDelivered && this.#reading && this.#held.length === 0 && !this.destroyed) {
       this.#eofDelivered = true
       this.#h.emitEOF()
@@ -144,11 +144,8 @@ class ConnectionStreamSocket extends Socket {
   }
 
   #doWrite(req: WriteReq, bufs: Buffer[]): number {
-    if (this.#closing) {
-      this.#write = req // doClose cancels it
-      return 0
-    }
     this.#write = req
+    if (this.#closing) return 0 // doClose cancels it
     const conn = this.#owner.connection
     let status = 0
     let sent = true
@@ -167,7 +164,6 @@ class ConnectionStreamSocket extends Socket {
     return 0
   }
 
-  #writeStatus = 0
   readonly #completeWrite = (): void => this.#finishWrite(this.#writeStatus)
 
   #finishWrite(status: number): void {
@@ -190,11 +186,7 @@ class ConnectionStreamSocket extends Socket {
     }
     this.#shutdown = req
     if (this.#closing) return 0
-    try {
-      this.#owner.connection.close()
-    } catch {
-      // already closed: the shutdown completes all the same
-    }
+    this.#owner.connection.close() // FIN after what is queued (in a state past that, close() does nothing)
     queueMicrotask(() => this.#finishShutdown(0))
     return 0
   }
