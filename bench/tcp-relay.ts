@@ -21,10 +21,11 @@
 //   MB=20 ROUNDS=3 CONNS=300 PARALLEL=8 LOSS=0,0.02 PIN=split|none npm run bench -- tcp-relay
 //   PROFILE=/tmp/prof npm run bench -- tcp-relay     (the appliance writes a V8 CPU profile there)
 import { type ChildProcess, execFileSync } from 'node:child_process'
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { GwlbLab, LAB } from '../test/support/netns/gwlb-stand-in.ts'
+import { GwlbLab, LAB } from '../standin/src/gwlb-stand-in.ts'
+import { missing } from '../standin/src/requirements.ts'
 
 const MB = Number(process.env.MB ?? 20)
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
@@ -61,17 +62,8 @@ function pinned(cpu: 0 | 1, cmd: string, args: string[]): [string, string[]] {
   return PIN === 'none' ? [cmd, args] : ['taskset', ['-c', String(cpu), cmd, ...args]]
 }
 
-// (privileges.ts is ava's: a bench cannot import it.)
-function missing(): string | null {
-  if (process.getuid?.() !== 0) return 'not running as root'
-  try {
-    accessSync('/dev/net/tun', constants.R_OK | constants.W_OK)
-  } catch {
-    return '/dev/net/tun is missing'
-  }
-  return null
-}
-const why = missing()
+// What building the lab needs (the namespace suites and `flowgate demo` check the same).
+const why = missing(['root', 'tun', 'ip', 'addon'])
 if (why) {
   console.log(`tcp-relay bench skipped: ${why}`)
   process.exit(0)

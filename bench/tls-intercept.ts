@@ -25,8 +25,6 @@
 import { type ChildProcess, execFileSync } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
 import {
-  accessSync,
-  constants,
   createWriteStream,
   mkdirSync,
   mkdtempSync,
@@ -40,6 +38,7 @@ import { join } from 'node:path'
 import { createRootCertificate, LocalSigner, startCertificateAuthority } from '../appliance/src/ca/index.ts'
 import { GwlbLab, LAB } from '../standin/src/gwlb-stand-in.ts'
 import { StandInCa } from '../standin/src/origin-pki.ts'
+import { hasCommand, missing } from '../standin/src/requirements.ts'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const MS = Number(process.env.MS ?? 3000)
@@ -74,31 +73,14 @@ const FLOW_BUDGET = (() => {
   return (m ? Number(m[1]) : 20_000) - 2_000
 })()
 
-// (privileges.ts is ava's: a bench cannot import it.)
-function missing(): string | null {
-  if (process.getuid?.() !== 0) return 'not running as root'
-  try {
-    accessSync('/dev/net/tun', constants.R_OK | constants.W_OK)
-  } catch {
-    return '/dev/net/tun is missing'
-  }
-  return null
-}
-const why = missing()
+// What building the lab needs (the namespace suites and `flowgate demo` check the same).
+const why = missing(['root', 'tun', 'ip', 'addon'])
 if (why) {
   console.log(`tls-intercept bench skipped: ${why}`)
   process.exit(0)
 }
-function which(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
 // NO_MITM=1 leaves mitmproxy out even where it is installed (a quicker flowgate-vs-bare look).
-const HAVE_MITM = !process.env.NO_MITM && which('mitmdump')
+const HAVE_MITM = !process.env.NO_MITM && hasCommand('mitmdump')
 
 // A hard bound on the whole run: nothing here may hang a CI box or a laptop.
 let lab: GwlbLab | undefined
