@@ -11,18 +11,13 @@ import { SeededRandom, systemClock } from '../appliance/src/tcp/clock.ts'
 import type { TcpRepr } from '../appliance/src/tcp/segment.ts'
 import { type FourTuple, TcpStack } from '../appliance/src/tcp/stack.ts'
 import { tcpConnect, tcpListen } from '../appliance/src/tcp/stream.ts'
+import { flip } from '../test/tcp/link.ts'
 
 const { values } = parseArgs({ options: { mb: { type: 'string', default: '256' } } })
 const TOTAL = Number(values.mb) * 1024 * 1024
 const CHUNK = 64 * 1024
 const chunk = new Uint8Array(CHUNK).fill(7)
 
-const flip = (t: FourTuple): FourTuple => ({
-  localAddr: t.remoteAddr,
-  localPort: t.remotePort,
-  remoteAddr: t.localAddr,
-  remotePort: t.localPort,
-})
 const TUPLE: FourTuple = { localAddr: '10.0.0.1', localPort: 40_000, remoteAddr: '10.0.0.2', remotePort: 443 }
 
 function stacks() {
@@ -188,5 +183,5 @@ console.log(
   `tcp Duplex (TcpSocket)      : ${d.toFixed(0)} MB/s  ${(d / base).toFixed(3)}× PassThrough, ${(d / k).toFixed(2)}× kernel`,
 )
 console.log(
-  '(PassThrough hands the same chunk objects along without copying; TCP copies every received byte once.)',
+  '(PassThrough hands the same chunk objects along without copying; the Connection API hands in-order bytes over as views, TcpSocket copies every received byte once.)',
 )

@@ -19,6 +19,7 @@ import { type FourTuple, TcpStack } from '../appliance/src/tcp/stack.ts'
 import { type TcpSocket, tcpConnect, tcpListen } from '../appliance/src/tcp/stream.ts'
 import { streamSocketFor } from '../appliance/src/tcp/stream-handle.ts'
 import { StandInCa } from '../standin/src/origin-pki.ts'
+import { flip } from '../test/tcp/link.ts'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const COUNT = Number(process.env.COUNT ?? 20_000)
@@ -46,12 +47,6 @@ class MemoryLink {
   #queue: { to: TcpStack; tuple: FourTuple; seg: TcpRepr }[] = []
   #scheduled = false
   constructor() {
-    const flip = (t: FourTuple): FourTuple => ({
-      localAddr: t.remoteAddr,
-      localPort: t.remotePort,
-      remoteAddr: t.localAddr,
-      remotePort: t.localPort,
-    })
     const out = (to: () => TcpStack) => (tuple: FourTuple, seg: TcpRepr) => {
       this.#queue.push({ to: to(), tuple: flip(tuple), seg })
       if (!this.#scheduled) {

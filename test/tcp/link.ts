@@ -8,6 +8,14 @@ import type { TcpRepr } from '../../appliance/src/tcp/segment.ts'
 import { type FourTuple, TcpStack } from '../../appliance/src/tcp/stack.ts'
 import { type TcpSocket, tcpConnect, tcpListen } from '../../appliance/src/tcp/stream.ts'
 
+/** The same 4-tuple seen from the other end. */
+export const flip = (t: FourTuple): FourTuple => ({
+  localAddr: t.remoteAddr,
+  localPort: t.remotePort,
+  remoteAddr: t.localAddr,
+  remotePort: t.localPort,
+})
+
 export class Link {
   readonly clock = new FakeClock(0)
   readonly a: TcpStack
@@ -15,12 +23,6 @@ export class Link {
   #queue: { to: TcpStack; tuple: FourTuple; seg: TcpRepr }[] = []
   #running = true
   constructor(config: Partial<TcpConfig> = {}) {
-    const flip = (t: FourTuple): FourTuple => ({
-      localAddr: t.remoteAddr,
-      localPort: t.remotePort,
-      remoteAddr: t.localAddr,
-      remotePort: t.localPort,
-    })
     this.a = new TcpStack({
       clock: this.clock,
       random: new SeededRandom(1),

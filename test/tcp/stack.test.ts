@@ -9,13 +9,7 @@ import { Flag, makeSegment, type TcpRepr } from '../../appliance/src/tcp/segment
 import { seq, seqAdd } from '../../appliance/src/tcp/seq.ts'
 import { type FourTuple, type StackLimits, TcpStack } from '../../appliance/src/tcp/stack.ts'
 import { State } from '../../appliance/src/tcp/state.ts'
-
-const flip = (t: FourTuple): FourTuple => ({
-  localAddr: t.remoteAddr,
-  localPort: t.remotePort,
-  remoteAddr: t.localAddr,
-  remotePort: t.localPort,
-})
+import { flip } from './link.ts'
 
 /** Two stacks joined by an in-order queue that the test pumps; the server stack can also be spoken to raw. */
 class Net {

@@ -13,7 +13,7 @@ import { Flag, type TcpRepr } from '../../appliance/src/tcp/segment.ts'
 import { type FourTuple, TcpStack, tupleKey } from '../../appliance/src/tcp/stack.ts'
 import { State } from '../../appliance/src/tcp/state.ts'
 import { type TcpSocket, tcpAccept, tcpConnect, tcpListen } from '../../appliance/src/tcp/stream.ts'
-import { A, Link, pair, pair2 } from './link.ts'
+import { A, flip, Link, pair, pair2 } from './link.ts'
 
 function random(n: number, seed: number): Buffer {
   const r = new SeededRandom(seed)
@@ -213,12 +213,6 @@ test('streams compose: pipeline through the stack is byte-exact', async (t) => {
 // The shape issue 4 item 2 will take: a proxy stack in the middle that answers the client as the server
 // and connects to the server as the client. Upstream first: the client's SYN is held until the server has
 // accepted; a refusal is passed on as RST. This shows the API the data plane will plug into.
-const flip = (t: FourTuple): FourTuple => ({
-  localAddr: t.remoteAddr,
-  localPort: t.remotePort,
-  remoteAddr: t.localAddr,
-  remotePort: t.localPort,
-})
 
 class ProxyNet {
   readonly clock = new FakeClock(0)
