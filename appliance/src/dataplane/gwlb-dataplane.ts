@@ -101,7 +101,6 @@ export class GwlbDataplane implements Dataplane {
   readonly interceptor: Interceptor
   readonly httpStats = createHttpStats()
   private scripts: ScriptEngine | undefined
-  private readonly proxyOut = Buffer.alloc(MAX_DATAGRAM)
   private readonly proxyGeneve = Buffer.alloc(1024)
   private closed = false
   private failure = ''
@@ -246,18 +245,14 @@ export class GwlbDataplane implements Dataplane {
       remoteAddr: flows.outerIp[f.flow]!,
       remotePort: flows.outerPort[f.flow]!,
     }
-    if (this.capture.active) {
-      const n = buildTcpSegment(geneve, f.family, src, dst, seg, this.proxyOut)
-      if (n === 0) return
-      this.captureSent(towardClient ? CLIENT_SIDE : SERVER_SIDE, n)
-      this.io.send(this.proxyOut, 0, n, path)
-      return
-    }
     // Built straight into the send ring: no copy of the segment on its way out.
     const io = this.io
     const at = io.reserve()
     const n = buildTcpSegment(geneve, f.family, src, dst, seg, io.txBuffer, at, at + io.txSlotSize)
-    if (n > 0) io.commit(n, path)
+    if (n === 0) return
+    if (this.capture.active)
+      this.captureSent(towardClient ? CLIENT_SIDE : SERVER_SIDE, io.txBuffer.subarray(at, at + n))
+    io.commit(n, path)
   }
 
   /** The packet the fast path just parsed, as received from GWLB, to the captures. */
@@ -266,10 +261,10 @@ export class GwlbDataplane implements Dataplane {
     this.capture.packet(p, side, false, p.buf, p.ipOff, p.ipEnd)
   }
 
-  /** A segment proxySend just built (Geneve and inner packet in proxyOut[0, n)), to the captures. */
-  private captureSent(side: Side, n: number): void {
+  /** A segment proxySend just built (the whole datagram: Geneve and inner packet), to the captures. */
+  private captureSent(side: Side, datagram: Buffer): void {
     const p = this.captured
-    if (parsePacket(this.proxyOut, n, p) !== 0) return
+    if (parsePacket(datagram, datagram.length, p) !== 0) return
     this.capture.packet(p, side, true, p.buf, p.ipOff, p.ipEnd)
   }
 

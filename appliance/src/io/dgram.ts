@@ -203,7 +203,7 @@ export class DgramPacketIO implements PacketIO {
   /** Scratch space for reserve()/commit(): dgram sends a copy, so one datagram's worth is enough. */
   #scratch: Buffer | undefined
 
-  get txBuffer(): Uint8Array {
+  get txBuffer(): Buffer {
     this.#scratch ??= Buffer.alloc(this.opts.slotSize)
     return this.#scratch
   }

@@ -165,7 +165,7 @@ export class NativePacketIO implements PacketIO {
     this.commit(length, path)
   }
 
-  get txBuffer(): Uint8Array {
+  get txBuffer(): Buffer {
     return this.txRing
   }
 

@@ -96,7 +96,7 @@ export interface PacketIO {
    * bytes may be written, commit() queues them to `path`. Nothing else may be sent between the two.
    */
   reserve(): number
-  readonly txBuffer: Uint8Array
+  readonly txBuffer: Buffer
   readonly txSlotSize: number
   commit(length: number, path: ReturnPath): void
   /** sends everything queued now (done automatically after each batch and at the end of a tick) */
