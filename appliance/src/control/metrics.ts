@@ -82,25 +82,24 @@ export class ApplianceMetrics {
   constructor() {
     const r = this.registry
     collectDefaultMetrics({ register: r, prefix: 'flowgate_appliance_' })
+    // Counters mirror totals kept elsewhere (the packet loop, the visibility outputs): reset, then set to the
+    // absolute value at scrape; nothing while the source is not there yet.
+    const mirrorOf =
+      <T>(source: () => T | undefined) =>
+      (name: string, help: string, labelNames: string[], read: (c: Counter<string>, s: T) => void) =>
+        new Counter({
+          name,
+          help,
+          labelNames,
+          registers: [r],
+          collect() {
+            this.reset()
+            const s = source()
+            if (s !== undefined) read(this, s)
+          },
+        })
     const dp = () => this.dp
-    // Counters mirror totals kept by the packet loop: reset, then set to the absolute value at scrape.
-    const mirror = (
-      name: string,
-      help: string,
-      labelNames: string[],
-      read: (c: Counter<string>, s: DataplaneStats) => void,
-    ) =>
-      new Counter({
-        name,
-        help,
-        labelNames,
-        registers: [r],
-        collect() {
-          this.reset()
-          const s = dp()
-          if (s) read(this, s)
-        },
-      })
+    const mirror = mirrorOf(dp)
     const byDirection =
       (values: (s: DataplaneStats) => Float64Array) => (c: Counter<string>, s: DataplaneStats) => {
         const v = values(s)
@@ -237,17 +236,14 @@ export class ApplianceMetrics {
     )
     // One series per entry of the bundle in force (its rules and default actions): bounded by the bundle.
     const usage = () => this.ruleUsage
-    new Counter({
-      name: 'flowgate_rule_hits_total',
-      help: 'Flows (and HTTP requests of intercepted flows) decided by each rule; rule "defaultAction" is the policy\'s default action',
-      labelNames: ['policy', 'rule'],
-      registers: [r],
-      collect() {
-        this.reset()
-        for (const u of usage()?.snapshot() ?? [])
-          this.inc({ policy: u.policy, rule: u.rule ?? 'defaultAction' }, u.hits)
+    mirrorOf(usage)(
+      'flowgate_rule_hits_total',
+      'Flows (and HTTP requests of intercepted flows) decided by each rule; rule "defaultAction" is the policy\'s default action',
+      ['policy', 'rule'],
+      (c, u) => {
+        for (const x of u.snapshot()) c.inc({ policy: x.policy, rule: x.rule ?? 'defaultAction' }, x.hits)
       },
-    })
+    )
     new Gauge({
       name: 'flowgate_rule_last_hit_timestamp_seconds',
       help: 'When each rule last decided a flow or request (unix seconds); absent for rules never hit',
@@ -260,29 +256,18 @@ export class ApplianceMetrics {
             this.set({ policy: u.policy, rule: u.rule ?? 'defaultAction' }, u.lastHit / 1000)
       },
     })
-    const ipfix = () => this.ipfix
-    new Counter({
-      name: 'flowgate_ipfix_records_total',
-      help: 'Flow records exported over IPFIX, or dropped (queue full, collector unreachable, send error)',
-      labelNames: ['result'],
-      registers: [r],
-      collect() {
-        this.reset()
-        const c = ipfix()?.counts
-        if (!c) return
-        if (c[0]) this.inc({ result: 'exported' }, c[0])
-        if (c[1]) this.inc({ result: 'dropped' }, c[1])
+    const ipfix = mirrorOf(() => this.ipfix?.counts)
+    ipfix(
+      'flowgate_ipfix_records_total',
+      'Flow records exported over IPFIX, or dropped (queue full, collector unreachable, send error)',
+      ['result'],
+      (c, n) => {
+        if (n[0]) c.inc({ result: 'exported' }, n[0])
+        if (n[1]) c.inc({ result: 'dropped' }, n[1])
       },
-    })
-    new Counter({
-      name: 'flowgate_ipfix_messages_total',
-      help: 'IPFIX messages sent to the collector',
-      registers: [r],
-      collect() {
-        this.reset()
-        const c = ipfix()?.counts
-        if (c?.[2]) this.inc(c[2])
-      },
+    )
+    ipfix('flowgate_ipfix_messages_total', 'IPFIX messages sent to the collector', [], (c, n) => {
+      if (n[2]) c.inc(n[2])
     })
     const tap = () => this.capture
     new Gauge({
@@ -293,68 +278,50 @@ export class ApplianceMetrics {
         this.set(tap()?.size ?? 0)
       },
     })
-    new Counter({
-      name: 'flowgate_capture_packets_total',
-      help: 'Packets taken by live captures, or dropped because a capture queue was full',
-      labelNames: ['result'],
-      registers: [r],
-      collect() {
-        this.reset()
-        const c = tap()?.counts
-        if (!c) return
-        if (c[CAPTURE_COUNTS.captured]) this.inc({ result: 'captured' }, c[CAPTURE_COUNTS.captured])
-        if (c[CAPTURE_COUNTS.dropped]) this.inc({ result: 'dropped' }, c[CAPTURE_COUNTS.dropped])
+    const captureCounts = mirrorOf(() => tap()?.counts)
+    captureCounts(
+      'flowgate_capture_packets_total',
+      'Packets taken by live captures, or dropped because a capture queue was full',
+      ['result'],
+      (c, n) => {
+        if (n[CAPTURE_COUNTS.captured]) c.inc({ result: 'captured' }, n[CAPTURE_COUNTS.captured])
+        if (n[CAPTURE_COUNTS.dropped]) c.inc({ result: 'dropped' }, n[CAPTURE_COUNTS.dropped])
       },
-    })
-    new Counter({
-      name: 'flowgate_capture_secrets_total',
-      help: 'TLS key log lines written into live captures, or dropped because a capture fell behind',
-      labelNames: ['result'],
-      registers: [r],
-      collect() {
-        this.reset()
-        const c = tap()?.counts
-        if (!c) return
-        if (c[CAPTURE_COUNTS.secrets]) this.inc({ result: 'written' }, c[CAPTURE_COUNTS.secrets])
-        if (c[CAPTURE_COUNTS.secretsDropped])
-          this.inc({ result: 'dropped' }, c[CAPTURE_COUNTS.secretsDropped])
+    )
+    captureCounts(
+      'flowgate_capture_secrets_total',
+      'TLS key log lines written into live captures, or dropped because a capture fell behind',
+      ['result'],
+      (c, n) => {
+        if (n[CAPTURE_COUNTS.secrets]) c.inc({ result: 'written' }, n[CAPTURE_COUNTS.secrets])
+        if (n[CAPTURE_COUNTS.secretsDropped]) c.inc({ result: 'dropped' }, n[CAPTURE_COUNTS.secretsDropped])
       },
-    })
-    const aws = () => this.awsRequests
-    new Counter({
-      name: 'flowgate_aws_api_requests_total',
-      help: 'SigV4-signed requests on intercepted flows, by AWS account (from the access key id; the first 64 seen, then "other"; "unknown" when the key carries none) and service (the first 32 seen, then "other")',
-      labelNames: ['account', 'service'],
-      registers: [r],
-      collect() {
-        this.reset()
-        for (const c of aws()?.snapshot() ?? [])
-          this.inc({ account: c.account, service: c.service }, c.requests)
+    )
+    mirrorOf(() => this.awsRequests)(
+      'flowgate_aws_api_requests_total',
+      'SigV4-signed requests on intercepted flows, by AWS account (from the access key id; the first 64 seen, then "other"; "unknown" when the key carries none) and service (the first 32 seen, then "other")',
+      ['account', 'service'],
+      (c, a) => {
+        for (const x of a.snapshot()) c.inc({ account: x.account, service: x.service }, x.requests)
       },
-    })
+    )
     const har = () => this.har
-    new Counter({
-      name: 'flowgate_har_entries_total',
-      help: 'HAR entries of intercepted exchanges: recorded, and copies written to or dropped by a sink (live export, --har-dir) that had no room',
-      labelNames: ['result'],
-      registers: [r],
-      collect() {
-        this.reset()
-        const c = har()?.counts
-        if (!c) return
-        for (const [result, i] of Object.entries(HAR_COUNTS)) if (c[i]) this.inc({ result }, c[i])
+    mirrorOf(har)(
+      'flowgate_har_entries_total',
+      'HAR entries of intercepted exchanges: recorded, and copies written to or dropped by a sink (live export, --har-dir) that had no room',
+      ['result'],
+      (c, h) => {
+        for (const [result, i] of Object.entries(HAR_COUNTS)) if (h.counts[i]) c.inc({ result }, h.counts[i])
       },
-    })
-    new Counter({
-      name: 'flowgate_har_bodies_cut_total',
-      help: "HAR bodies cut short of their policy's maxBodyBytes because recordings in flight held the memory bound",
-      registers: [r],
-      collect() {
-        this.reset()
-        const n = har()?.budget.cut
-        if (n) this.inc(n)
+    )
+    mirrorOf(har)(
+      'flowgate_har_bodies_cut_total',
+      "HAR bodies cut short of their policy's maxBodyBytes because recordings in flight held the memory bound",
+      [],
+      (c, h) => {
+        if (h.budget.cut) c.inc(h.budget.cut)
       },
-    })
+    )
     new Gauge({
       name: 'flowgate_har_exports_active',
       help: 'Live HAR exports running (GET /v1/har)',
